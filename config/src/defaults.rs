@@ -1,0 +1,195 @@
+//! Every default and every limit, in one place.
+//!
+//! Each constant says what it means and what happens at its limit, so that
+//! `deploy/.env.example`, `camrelay check-config` and the code agree. A test
+//! checks that the example file parses to exactly these values.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::Duration;
+
+use crate::LogFormat;
+
+// ---------------------------------------------------------------- general
+
+/// `CAMRELAY_HTTP_ADDR`: viewer page, viewer API, stats, metrics and health,
+/// on every interface.
+pub const HTTP_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 8080));
+
+/// `CAMRELAY_RTSP_ADDR`: the local RTSP server, on every interface (8554 is
+/// the customary unprivileged RTSP port).
+pub const RTSP_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 8554));
+
+/// `CAMRELAY_LOG`: the `tracing` filter; `info` logs lifecycle events, not
+/// packets.
+pub const LOG: &str = "info";
+
+/// `CAMRELAY_LOG_FORMAT`: human-readable lines.
+pub const LOG_FORMAT: LogFormat = LogFormat::Text;
+
+/// `CAMRELAY_ALWAYS_ON`: cameras are pulled on demand (a viewer or RTSP
+/// client asks), which spends the Nest budget only on cameras someone watches.
+pub const ALWAYS_ON: bool = false;
+
+/// `CAMRELAY_IDLE_GRACE`: how long a camera stays up after its last client
+/// leaves, so that a reload or a quick reconnect finds it live.
+pub const IDLE_GRACE: Duration = Duration::from_secs(30);
+
+/// Longest accepted `CAMRELAY_IDLE_GRACE`. A longer grace is always-on in
+/// disguise (and keeps spending the Nest budget); use `CAMRELAY_ALWAYS_ON`.
+pub const IDLE_GRACE_MAX: Duration = Duration::from_secs(60 * 60);
+
+// ---------------------------------------------------------------- static cameras
+
+/// Longest camera id. The id is a URL path segment (`rtsp://host:8554/{id}`)
+/// and part of variable names, so it stays short; longer ids are rejected.
+pub const CAMERA_ID_MAX_LEN: usize = 64;
+
+/// `CAMRELAY_CAMERA_<KEY>_TLS_VERIFY`: `rtsps://` cameras must present a
+/// certificate that verifies. `false` accepts self-signed certificates (LAN
+/// cameras); it is rejected on `rtsp://` cameras, where it would mean nothing.
+pub const CAMERA_TLS_VERIFY: bool = true;
+
+// ---------------------------------------------------------------- Nest
+
+/// `CAMRELAY_NEST_API_URL`: Google's Smart Device Management API base URL.
+pub const NEST_API_URL: &str = "https://smartdevicemanagement.googleapis.com/v1";
+
+/// `CAMRELAY_NEST_TOKEN_URL`: Google's OAuth 2.0 token endpoint, used to
+/// trade the refresh token for access tokens.
+pub const NEST_TOKEN_URL: &str = "https://www.googleapis.com/oauth2/v4/token";
+
+/// `CAMRELAY_NEST_QPM`: executeCommand calls per project and authorized user
+/// per rolling minute, Google's published quota. When it is spent, new
+/// streams wait or are refused ("at capacity") so that live ones can still be
+/// extended.
+pub const NEST_QPM: u32 = 10;
+
+/// Smallest accepted `CAMRELAY_NEST_QPM`: below one command a minute no
+/// stream could ever be extended.
+pub const NEST_QPM_MIN: u32 = 1;
+
+/// Largest accepted `CAMRELAY_NEST_QPM`: far above any quota Google grants; a
+/// larger value is a typo, and the API would answer RESOURCE_EXHAUSTED.
+pub const NEST_QPM_MAX: u32 = 1000;
+
+/// `CAMRELAY_NEST_DEVICE_COMMAND_QPM`: calls per device per command (e.g.
+/// ExtendRtspStream) per minute. At the limit that device's next command of
+/// the same kind waits for the window.
+pub const NEST_DEVICE_COMMAND_QPM: u32 = 5;
+
+/// `CAMRELAY_NEST_DEVICE_QPH`: calls per device per hour, all commands
+/// together. At the limit the device's commands wait for the hourly window;
+/// a stream that cannot be extended expires.
+pub const NEST_DEVICE_QPH: u32 = 100;
+
+/// Smallest accepted per-device limit (`CAMRELAY_NEST_DEVICE_COMMAND_QPM`,
+/// `CAMRELAY_NEST_DEVICE_QPH`): zero would forbid every command.
+pub const NEST_DEVICE_LIMIT_MIN: u32 = 1;
+
+/// `CAMRELAY_NEST_STREAM_LIFETIME`: expected lifetime of a generated stream
+/// (Google says five minutes), used by admission control to plan extensions.
+/// The real expiry is read from every response.
+pub const NEST_STREAM_LIFETIME: Duration = Duration::from_secs(5 * 60);
+
+/// Shortest accepted `CAMRELAY_NEST_STREAM_LIFETIME`: shorter would plan more
+/// extensions than the per-device limits allow.
+pub const NEST_STREAM_LIFETIME_MIN: Duration = Duration::from_secs(30);
+
+/// Longest accepted `CAMRELAY_NEST_STREAM_LIFETIME`: longer would admit more
+/// streams than the budget can keep alive if Google keeps its five minutes.
+pub const NEST_STREAM_LIFETIME_MAX: Duration = Duration::from_secs(60 * 60);
+
+/// `CAMRELAY_NEST_WINDOW_GUARD`: added to the 60 s rate window to absorb
+/// clock and network jitter between us and Google, so a command sent exactly
+/// one window later is not counted in the previous one.
+pub const NEST_WINDOW_GUARD: Duration = Duration::from_secs(1);
+
+/// Longest accepted `CAMRELAY_NEST_WINDOW_GUARD`: more than this wastes a
+/// sixth of the budget for no gain.
+pub const NEST_WINDOW_GUARD_MAX: Duration = Duration::from_secs(10);
+
+/// `CAMRELAY_NEST_BUDGET_RESERVE`: commands per minute that admission control
+/// keeps free for retries and for viewers waiting on a new stream. Must stay
+/// below `CAMRELAY_NEST_QPM`, or no stream could ever be admitted.
+pub const NEST_BUDGET_RESERVE: f64 = 0.5;
+
+/// `CAMRELAY_NEST_EXTEND_MIN_MARGIN`: the floor of the learned margin before
+/// expiry at which a stream is extended. Too small and an extension that
+/// waits in the queue arrives after the stream died.
+pub const NEST_EXTEND_MIN_MARGIN: Duration = Duration::from_secs(3);
+
+/// Shortest accepted `CAMRELAY_NEST_EXTEND_MIN_MARGIN`: less than a second
+/// does not cover one request's round trip.
+pub const NEST_EXTEND_MIN_MARGIN_MIN: Duration = Duration::from_secs(1);
+
+/// Longest accepted `CAMRELAY_NEST_EXTEND_MIN_MARGIN`: beyond this every
+/// stream is extended so early that extensions eat the budget.
+pub const NEST_EXTEND_MIN_MARGIN_MAX: Duration = Duration::from_secs(2 * 60);
+
+/// `CAMRELAY_NEST_REQUEST_TIMEOUT`: one HTTP request to Google (token or
+/// command). A request that takes longer is abandoned and counts as failed
+/// (its budget slot stays spent).
+pub const NEST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Shortest accepted `CAMRELAY_NEST_REQUEST_TIMEOUT`.
+pub const NEST_REQUEST_TIMEOUT_MIN: Duration = Duration::from_secs(1);
+
+/// Longest accepted `CAMRELAY_NEST_REQUEST_TIMEOUT`: a stream expires in
+/// minutes, waiting longer for one answer would let it die.
+pub const NEST_REQUEST_TIMEOUT_MAX: Duration = Duration::from_secs(2 * 60);
+
+/// `CAMRELAY_NEST_MAX_IN_FLIGHT`: commands executing at once; further ones
+/// wait in the queue.
+pub const NEST_MAX_IN_FLIGHT: u32 = 4;
+
+/// Smallest accepted `CAMRELAY_NEST_MAX_IN_FLIGHT`.
+pub const NEST_MAX_IN_FLIGHT_MIN: u32 = 1;
+
+/// Largest accepted `CAMRELAY_NEST_MAX_IN_FLIGHT`: the budget is spent long
+/// before more commands could usefully run in parallel.
+pub const NEST_MAX_IN_FLIGHT_MAX: u32 = 64;
+
+/// `CAMRELAY_NEST_RETRY_INITIAL`: first delay before re-generating a failed
+/// stream; the delay doubles (with jitter) up to `CAMRELAY_NEST_RETRY_MAX`.
+pub const NEST_RETRY_INITIAL: Duration = Duration::from_secs(2);
+
+/// `CAMRELAY_NEST_RETRY_MAX`: the cap of the retry backoff; a camera that
+/// keeps failing is retried this often, forever.
+pub const NEST_RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// Shortest accepted retry delay (`CAMRELAY_NEST_RETRY_INITIAL`): zero would
+/// retry in a tight loop.
+pub const NEST_RETRY_FLOOR: Duration = Duration::from_millis(100);
+
+/// Longest accepted retry delay (`CAMRELAY_NEST_RETRY_MAX`): a camera stays
+/// unwatchable at most this long after its fault clears.
+pub const NEST_RETRY_CEILING: Duration = Duration::from_secs(60 * 60);
+
+/// `CAMRELAY_NEST_DEGRADED_AFTER`: consecutive failures after which a camera
+/// is shown as degraded in stats and the API. It keeps retrying.
+pub const NEST_DEGRADED_AFTER: u32 = 5;
+
+/// Smallest accepted `CAMRELAY_NEST_DEGRADED_AFTER`: one failure.
+pub const NEST_DEGRADED_AFTER_MIN: u32 = 1;
+
+/// `CAMRELAY_NEST_DISCOVERY_INTERVAL`: how often the device list is re-read,
+/// so that new cameras appear and removed ones go away. Listing devices does
+/// not spend the command budget.
+pub const NEST_DISCOVERY_INTERVAL: Duration = Duration::from_secs(10 * 60);
+
+/// Shortest accepted `CAMRELAY_NEST_DISCOVERY_INTERVAL`: the device list
+/// changes rarely, and it has its own (smaller) read quota.
+pub const NEST_DISCOVERY_INTERVAL_MIN: Duration = Duration::from_secs(60);
+
+/// Longest accepted `CAMRELAY_NEST_DISCOVERY_INTERVAL`: a new camera appears
+/// at the latest after this long.
+pub const NEST_DISCOVERY_INTERVAL_MAX: Duration = Duration::from_secs(24 * 60 * 60);
+
+// ---------------------------------------------------------------- SFU
+
+/// `CAMRELAY_CALLS_API_URL`: the Cloudflare Calls API base URL.
+pub const CALLS_API_URL: &str = "https://rtc.live.cloudflare.com/v1";
+
+/// The placeholder that `CAMRELAY_WHIP_URL` must contain; it is replaced by
+/// the camera id to form each camera's WHIP endpoint.
+pub const WHIP_CAMERA_PLACEHOLDER: &str = "{camera_id}";
