@@ -1,0 +1,199 @@
+//! As-late-as-possible planning of deadline-bound commands.
+//!
+//! Extending a Nest stream restarts its five minutes, so an extension sent early wastes budget;
+//! one sent late loses the stream. The planner therefore places every pending deadline-bound
+//! command as late as possible, walking backwards from the latest deadline, and keeps planned
+//! sends at least `window / limit` apart. The spacing guarantees that no window holds more than
+//! `limit` planned sends, and it spreads the clusters that a start-up burst creates (ten streams
+//! generated in the same second would otherwise need ten extensions in the same second forever,
+//! and clusters strand budget between them). Commands whose planned time has come are due now.
+//!
+//! The plan must also fit the sends already made: for every recent send `h`, the window
+//! `[h, h + window)` may hold at most `limit` past and planned sends together. A start (a
+//! command without deadline) may go now only if the plan stays feasible with one more send now.
+//! When no feasible plan exists, the deadline-bound commands go earliest deadline first as fast
+//! as the budget allows.
+
+use std::time::{Duration, Instant};
+
+/// A plan for deadline-bound commands: planned send instants, latest deadline first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// Planned send instants in the order of the deadlines given.
+    pub times: Vec<Instant>,
+    /// Planned instants sorted ascending, for window counting.
+    ascending: Vec<Instant>,
+}
+
+impl Plan {
+    /// Plans commands with the given deadlines, which must be sorted latest first, keeping
+    /// planned sends at least `spacing` apart. This is the smooth plan: it spreads clusters.
+    pub fn spaced(deadlines_latest_first: &[Instant], spacing: Duration) -> Option<Self> {
+        Self::backwards(deadlines_latest_first, |t, _| t.checked_sub(spacing))
+    }
+
+    /// Plans commands with the given deadlines, which must be sorted latest first, allowing
+    /// bursts: at most `limit` planned sends in any `window`. This is the tight plan, for when
+    /// the smooth one does not fit (after a retry or a 429).
+    pub fn rolling(
+        deadlines_latest_first: &[Instant],
+        limit: u32,
+        window: Duration,
+    ) -> Option<Self> {
+        let limit = limit.max(1) as usize;
+        Self::backwards(deadlines_latest_first, |previous, ascending| {
+            // All sends planned so far are at or after `previous`; the window starting at the new
+            // send must hold fewer than `limit` of them, so the limit-th earliest must lie at or
+            // beyond its end.
+            match ascending.get(limit - 1) {
+                Some(&nth) => Some(previous.min(nth.checked_sub(window)?)),
+                None => Some(previous),
+            }
+        })
+    }
+
+    /// Walks the deadlines latest first, placing each at its deadline or at the latest instant
+    /// `bound(previous, planned_ascending)` allows, whichever is earlier.
+    fn backwards(
+        deadlines_latest_first: &[Instant],
+        bound: impl Fn(Instant, &[Instant]) -> Option<Instant>,
+    ) -> Option<Self> {
+        let mut times = Vec::with_capacity(deadlines_latest_first.len());
+        let mut ascending: std::collections::VecDeque<Instant> =
+            std::collections::VecDeque::with_capacity(deadlines_latest_first.len());
+        for &deadline in deadlines_latest_first {
+            let t = match ascending.front() {
+                None => deadline,
+                // Before the process start there is nothing to plan against: infeasible.
+                Some(&previous) => deadline.min(bound(previous, ascending.make_contiguous())?),
+            };
+            times.push(t);
+            ascending.push_front(t);
+        }
+        Some(Self {
+            times,
+            ascending: ascending.into(),
+        })
+    }
+
+    /// The earliest planned send, if any.
+    pub fn earliest(&self) -> Option<Instant> {
+        self.ascending.first().copied()
+    }
+
+    /// Whether the plan fits after `history` (recent sends, ascending, all at or before `now`)
+    /// under `limit` sends per `window`, with no send before `not_before`.
+    pub fn fits(
+        &self,
+        history: &[Instant],
+        not_before: Instant,
+        limit: u32,
+        window: Duration,
+    ) -> bool {
+        if self.earliest().is_some_and(|t| t < not_before) {
+            return false;
+        }
+        let limit = limit as usize;
+        history.iter().enumerate().all(|(i, &h)| {
+            let end = h + window;
+            let past = history[i..].iter().take_while(|&&x| x < end).count();
+            let planned = self.ascending.partition_point(|&t| t < end);
+            past + planned <= limit
+        })
+    }
+}
+
+/// The minimum spacing that keeps any window at `limit` planned sends: `window / limit` rounded
+/// up to the nanosecond.
+pub fn spacing(limit: u32, window: Duration) -> Duration {
+    let limit = u128::from(limit.max(1));
+    let nanos = window.as_nanos().div_ceil(limit);
+    Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const W: Duration = Duration::from_secs(61);
+
+    fn secs(t0: Instant, s: f64) -> Instant {
+        t0 + Duration::from_secs_f64(s)
+    }
+
+    #[test]
+    fn spacing_rounds_up() {
+        assert_eq!(spacing(10, W), Duration::from_millis(6100));
+        let s = spacing(7, W);
+        assert!(s * 7 >= W);
+    }
+
+    #[test]
+    fn cluster_is_spread_backwards() {
+        let t0 = Instant::now();
+        let deadlines = vec![secs(t0, 300.0); 10];
+        let plan = Plan::spaced(&deadlines, spacing(10, W)).unwrap();
+        assert_eq!(plan.times[0], secs(t0, 300.0));
+        assert_eq!(plan.times[9], secs(t0, 300.0 - 9.0 * 6.1));
+        assert!(plan.fits(&[], t0, 10, W));
+    }
+
+    #[test]
+    fn late_deadlines_do_not_move_when_spread() {
+        let t0 = Instant::now();
+        let deadlines: Vec<_> = (0..5)
+            .rev()
+            .map(|i| secs(t0, 100.0 + 20.0 * f64::from(i)))
+            .collect();
+        let plan = Plan::spaced(&deadlines, spacing(10, W)).unwrap();
+        assert_eq!(plan.times, deadlines);
+    }
+
+    #[test]
+    fn history_blocks_an_extra_send() {
+        let t0 = Instant::now();
+        let now = secs(t0, 50.0);
+        // Nine sends in the last minute and one planned send 5 s from now: the window from the
+        // oldest send already holds ten.
+        let history: Vec<_> = (0..9).map(|i| secs(t0, f64::from(i))).collect();
+        let plan = Plan::spaced(&[secs(t0, 55.0)], spacing(10, W)).unwrap();
+        assert!(plan.fits(&history, now, 10, W));
+        let mut with_extra = history.clone();
+        with_extra.push(now);
+        assert!(!plan.fits(&with_extra, now, 10, W));
+        // Once the planned send moves past the oldest window it fits again.
+        let plan = Plan::spaced(&[secs(t0, 61.0)], spacing(10, W)).unwrap();
+        assert!(plan.fits(&with_extra, now, 10, W));
+    }
+
+    #[test]
+    fn rolling_plan_allows_bursts_up_to_the_limit() {
+        let t0 = Instant::now();
+        let deadlines = vec![secs(t0, 300.0); 12];
+        let plan = Plan::rolling(&deadlines, 10, W).unwrap();
+        assert!(plan.times[..10].iter().all(|&t| t == secs(t0, 300.0)));
+        assert_eq!(plan.times[10], secs(t0, 239.0));
+        assert_eq!(plan.times[11], secs(t0, 239.0));
+        assert!(plan.fits(&[], t0, 10, W));
+    }
+
+    #[test]
+    fn a_retry_due_now_fits_the_rolling_plan_but_not_the_spaced_one() {
+        let t0 = Instant::now();
+        let now = secs(t0, 100.0);
+        let deadlines = [secs(t0, 103.0), now];
+        let spaced = Plan::spaced(&deadlines, spacing(10, W)).unwrap();
+        assert!(!spaced.fits(&[], now, 10, W));
+        let rolling = Plan::rolling(&deadlines, 10, W).unwrap();
+        assert!(rolling.fits(&[], now, 10, W));
+        assert_eq!(rolling.times, deadlines);
+    }
+
+    #[test]
+    fn too_late_is_infeasible() {
+        let t0 = Instant::now();
+        let deadlines = vec![secs(t0, 10.0); 3];
+        let plan = Plan::spaced(&deadlines, spacing(10, W)).unwrap();
+        assert!(!plan.fits(&[], secs(t0, 0.0), 10, W));
+    }
+}
