@@ -133,7 +133,9 @@ pub struct BucketView {
 /// Where budget accounting lives.
 ///
 /// Implementations must make [`Self::try_acquire`] atomic across everyone sharing the store: it
-/// either records the send in every bucket or in none.
+/// either records the send in every bucket or in none. Instants are this process's monotonic
+/// clock; a store shared between processes converts them to a shared clock (wall-clock
+/// milliseconds from an anchor taken at start-up) and keeps a guard for the clocks' skew.
 pub trait BudgetStore: Send + 'static {
     /// Records a send at `at` in every bucket if each has room, or returns the earliest instant
     /// at which all of them might have room.
@@ -155,11 +157,16 @@ pub trait BudgetStore: Send + 'static {
     fn active(&mut self, now: Instant) -> Vec<BucketKey>;
 }
 
+/// How many acquisitions pass between sweeps of idle buckets: device buckets are created on
+/// demand and would otherwise accumulate for every device ever seen.
+pub const SWEEP_EVERY: u32 = 256;
+
 /// In-process budget store for a single relay instance.
 #[derive(Debug)]
 pub struct MemoryBudget {
     config: BudgetConfig,
     windows: HashMap<BucketKey, SlidingWindow>,
+    until_sweep: u32,
 }
 
 impl MemoryBudget {
@@ -168,7 +175,15 @@ impl MemoryBudget {
         Self {
             config,
             windows: HashMap::new(),
+            until_sweep: SWEEP_EVERY,
         }
+    }
+
+    /// Forgets buckets with nothing counting at `now`.
+    fn sweep(&mut self, now: Instant) {
+        self.windows.retain(|key, w| {
+            *key == BucketKey::Project || w.used(now) > 0 || w.blocked_until(now).is_some()
+        });
     }
 
     fn window(&mut self, bucket: &BucketKey) -> &mut SlidingWindow {
@@ -182,6 +197,11 @@ impl MemoryBudget {
 
 impl BudgetStore for MemoryBudget {
     fn try_acquire(&mut self, buckets: &[BucketKey], at: Instant) -> Result<(), Instant> {
+        self.until_sweep = self.until_sweep.saturating_sub(1);
+        if self.until_sweep == 0 {
+            self.until_sweep = SWEEP_EVERY;
+            self.sweep(at);
+        }
         let free = self.next_free(buckets, at);
         if free > at {
             return Err(free);
@@ -223,9 +243,7 @@ impl BudgetStore for MemoryBudget {
     }
 
     fn active(&mut self, now: Instant) -> Vec<BucketKey> {
-        self.windows.retain(|key, w| {
-            *key == BucketKey::Project || w.used(now) > 0 || w.blocked_until(now).is_some()
-        });
+        self.sweep(now);
         let mut keys: Vec<BucketKey> = self.windows.keys().cloned().collect();
         if !keys.contains(&BucketKey::Project) {
             keys.push(BucketKey::Project);

@@ -7,9 +7,12 @@
 //! been sent yet. Admission goes through [`QueueHandle::admit`], which returns a
 //! [`StreamPermit`] that gives its slot back when dropped.
 //!
-//! The task ends when every handle is gone or its cancellation token fires; queued commands then
-//! fail with [`QueueError::Closed`].
+//! The task ends when every handle is gone or its cancellation token fires. It then drains for
+//! at most [`DRAIN_TIMEOUT`]: commands already executing get their answers and queued stops are
+//! still sent (releasing streams is polite and budget-free at shutdown); everything else fails
+//! with [`QueueError::Closed`].
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -22,8 +25,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::budget::BudgetStore;
 use crate::scheduler::{
-    Action, AtCapacity, CommandId, Dispatch, DropReason, Job, Outcome, RateLimitScope, Request,
-    Scheduler, SchedulerConfig, StreamSlot,
+    Action, AtCapacity, Class, CommandId, Dispatch, DropReason, Job, Outcome, RateLimitScope,
+    Request, Scheduler, SchedulerConfig, StreamSlot,
 };
 use crate::stats::QueueStats;
 use crate::window::SlidingWindow;
@@ -32,6 +35,15 @@ use crate::window::SlidingWindow;
 /// camera tasks, one or two commands each, so this is far above normal use; when it is full,
 /// submitters wait (backpressure) rather than growing memory.
 pub const QUEUE_CHANNEL_CAPACITY: usize = 256;
+
+/// Most commands waiting in the queue. Each camera has at most one command queued, so this is
+/// only reached by a bug; beyond it commands fail with [`QueueError::Full`] instead of growing
+/// memory without bound.
+pub const MAX_QUEUED: usize = 4096;
+
+/// How long the queue keeps going after shutdown begins: commands already executing get their
+/// answers and queued stops are still sent, then everything left fails with `Closed`.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How an [`Executor`] error should be treated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +61,7 @@ pub enum ErrorClass {
 /// Executes commands. Implementations never retry or sleep: the queue decides.
 pub trait Executor: Send + Sync + 'static {
     /// What a command carries.
-    type Payload: Send + 'static;
+    type Payload: Send + Sync + 'static;
     /// A successful result.
     type Output: Send + 'static;
     /// A failure.
@@ -77,6 +89,12 @@ pub enum QueueError<E> {
     /// The queue has shut down.
     #[error("the command queue has shut down")]
     Closed,
+    /// The queue holds [`MAX_QUEUED`] commands already.
+    #[error("the command queue is full")]
+    Full,
+    /// The command's execution failed inside the relay (a bug); its outcome is unknown.
+    #[error("the command failed inside the relay: {0}")]
+    Internal(String),
 }
 
 /// Why a stream was not admitted.
@@ -104,7 +122,7 @@ type Reply<E> =
 
 /// A queued payload with the channel its result goes back on.
 struct Pending<E: Executor> {
-    payload: E::Payload,
+    payload: Arc<E::Payload>,
     reply: Reply<E>,
 }
 
@@ -124,7 +142,7 @@ enum Message<E: Executor> {
     Submit(Request<Pending<E>>),
     Admit {
         device: String,
-        reply: oneshot::Sender<Result<StreamSlot, AtCapacity>>,
+        reply: oneshot::Sender<Result<StreamPermit, AtCapacity>>,
     },
     Stats(oneshot::Sender<QueueStats>),
 }
@@ -174,7 +192,10 @@ impl<E: Executor> QueueHandle<E> {
             class,
             due,
             expires,
-            payload: Pending { payload, reply },
+            payload: Pending {
+                payload: Arc::new(payload),
+                reply,
+            },
         });
         self.tx
             .send(message)
@@ -183,7 +204,8 @@ impl<E: Executor> QueueHandle<E> {
         rx.await.unwrap_or(Err(QueueError::Closed))
     }
 
-    /// Asks for an admission slot for one more live stream on `device`.
+    /// Asks for an admission slot for one more live stream on `device`. If this future is
+    /// dropped after the queue granted the slot, the slot is given back.
     pub async fn admit(&self, device: &str) -> Result<StreamPermit, AdmitError> {
         let (reply, rx) = oneshot::channel();
         self.tx
@@ -193,11 +215,7 @@ impl<E: Executor> QueueHandle<E> {
             })
             .await
             .map_err(|_| AdmitError::Closed)?;
-        let slot = rx.await.map_err(|_| AdmitError::Closed)??;
-        Ok(StreamPermit {
-            slot: Some(slot),
-            releases: self.releases.clone(),
-        })
+        Ok(rx.await.map_err(|_| AdmitError::Closed)??)
     }
 
     /// A snapshot of the queue, or `None` if it has shut down.
@@ -230,15 +248,32 @@ impl Drop for StreamPermit {
     }
 }
 
+/// A command being executed.
+struct Running<E: Executor> {
+    pending: Pending<E>,
+    dispatched: std::time::Instant,
+}
+
+type Finished<E> = (
+    CommandId,
+    Result<<E as Executor>::Output, <E as Executor>::Error>,
+);
+
 /// The queue task. Build it with [`Queue::new`], then `spawn(queue.run(cancel))`.
 pub struct Queue<E: Executor, S: BudgetStore> {
     scheduler: Scheduler<Pending<E>, S>,
     executor: Arc<E>,
     rx: mpsc::Receiver<Message<E>>,
+    releases: mpsc::UnboundedSender<StreamSlot>,
     release_rx: mpsc::UnboundedReceiver<StreamSlot>,
     timing: watch::Sender<Timing>,
     backstop: SlidingWindow,
     backstop_trips: u64,
+    tasks: JoinSet<Finished<E>>,
+    task_ids: HashMap<tokio::task::Id, CommandId>,
+    running: HashMap<CommandId, Running<E>>,
+    /// Set on shutdown: only stops are still sent, until this instant.
+    draining_until: Option<Instant>,
 }
 
 impl<E: Executor, S: BudgetStore> fmt::Debug for Queue<E, S> {
@@ -246,12 +281,6 @@ impl<E: Executor, S: BudgetStore> fmt::Debug for Queue<E, S> {
         f.debug_struct("Queue").finish_non_exhaustive()
     }
 }
-
-type Finished<E> = (
-    CommandId,
-    Pending<E>,
-    Result<<E as Executor>::Output, <E as Executor>::Error>,
-);
 
 impl<E: Executor, S: BudgetStore> Queue<E, S> {
     /// A queue that charges `store` and runs commands with `executor`.
@@ -267,10 +296,15 @@ impl<E: Executor, S: BudgetStore> Queue<E, S> {
             scheduler: Scheduler::new(config, store),
             executor: Arc::new(executor),
             rx,
+            releases: releases.clone(),
             release_rx,
             timing,
             backstop: SlidingWindow::new(limit, window),
             backstop_trips: 0,
+            tasks: JoinSet::new(),
+            task_ids: HashMap::new(),
+            running: HashMap::new(),
+            draining_until: None,
         };
         let handle = QueueHandle {
             tx,
@@ -280,48 +314,72 @@ impl<E: Executor, S: BudgetStore> Queue<E, S> {
         (queue, handle)
     }
 
-    /// Runs until every handle is dropped or `cancel` fires.
+    /// Runs until every handle is dropped or `cancel` fires, then drains: commands already
+    /// executing finish and queued stops are still sent, for at most [`DRAIN_TIMEOUT`].
     pub async fn run(mut self, cancel: CancellationToken) {
-        let mut running: JoinSet<Finished<E>> = JoinSet::new();
+        let mut open = true;
         loop {
-            let wake = self.act(&mut running);
+            let wake = self.act();
+            if self.draining_until.is_some()
+                && self.running.is_empty()
+                && self.scheduler.queued_len() == 0
+            {
+                break;
+            }
+            let deadline = match (wake, self.draining_until) {
+                (Some(w), Some(d)) => Some(w.min(d.into_std())),
+                (w, d) => w.or(d.map(Instant::into_std)),
+            };
             let sleep = async {
-                match wake {
+                match deadline {
                     Some(at) => tokio::time::sleep_until(Instant::from_std(at)).await,
                     None => std::future::pending().await,
                 }
             };
             tokio::select! {
                 biased;
-                () = cancel.cancelled() => break,
+                () = cancel.cancelled(), if self.draining_until.is_none() => self.start_draining(),
                 Some(slot) = self.release_rx.recv() => self.scheduler.release(slot),
-                Some(done) = running.join_next(), if !running.is_empty() => {
-                    match done {
-                        Ok(finished) => self.finish(finished),
-                        Err(e) => tracing::error!(error = %e, "queue command task failed"),
-                    }
+                Some(done) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => {
+                    self.joined(done);
                 }
-                message = self.rx.recv() => match message {
+                message = self.rx.recv(), if open => match message {
                     Some(message) => self.handle(message),
-                    None if running.is_empty() => break,
                     None => {
-                        // No more submitters: let the running commands finish.
-                        while let Some(done) = running.join_next().await {
-                            if let Ok(finished) = done {
-                                self.finish(finished);
-                            }
-                        }
-                        break;
+                        open = false;
+                        self.start_draining();
                     }
                 },
-                () = sleep => {}
+                () = sleep => {
+                    if self.draining_until.is_some_and(|d| Instant::now() >= d) {
+                        break;
+                    }
+                }
             }
         }
-        running.abort_all();
+        self.tasks.abort_all();
+        for (_, running) in self.running.drain() {
+            let _ = running.pending.reply.send(Err(QueueError::Closed));
+        }
+        for (_, pending) in self.scheduler.remove_queued(|_| false) {
+            let _ = pending.reply.send(Err(QueueError::Closed));
+        }
+    }
+
+    /// Stops taking anything but stops; answers every other queued command with `Closed`.
+    fn start_draining(&mut self) {
+        if self.draining_until.is_some() {
+            return;
+        }
+        tracing::debug!("command queue draining");
+        self.draining_until = Some(Instant::now() + DRAIN_TIMEOUT);
+        for (_, pending) in self.scheduler.remove_queued(|class| class == Class::Stop) {
+            let _ = pending.reply.send(Err(QueueError::Closed));
+        }
     }
 
     /// Dispatches and drops what the scheduler says; returns when to look again.
-    fn act(&mut self, running: &mut JoinSet<Finished<E>>) -> Option<std::time::Instant> {
+    fn act(&mut self) -> Option<std::time::Instant> {
         loop {
             let now = Instant::now().into_std();
             match self.scheduler.next_action(now) {
@@ -342,23 +400,19 @@ impl<E: Executor, S: BudgetStore> Queue<E, S> {
                             trips = self.backstop_trips,
                             "scheduler dispatched beyond the project budget; holding the command back"
                         );
-                        self.scheduler.rate_limited(
-                            dispatch.id,
-                            dispatch.payload,
-                            RateLimitScope::Project,
-                            now,
-                        );
+                        let until = self.backstop.next_free(now);
+                        self.scheduler
+                            .hold_back(dispatch.id, dispatch.payload, until, now);
                         continue;
                     }
                     self.backstop.record(now);
-                    self.spawn(dispatch, running);
+                    self.spawn(dispatch, now);
                 }
             }
         }
     }
 
-    fn spawn(&self, dispatch: Dispatch<Pending<E>>, running: &mut JoinSet<Finished<E>>) {
-        let executor = Arc::clone(&self.executor);
+    fn spawn(&mut self, dispatch: Dispatch<Pending<E>>, now: std::time::Instant) {
         let Dispatch {
             id,
             class,
@@ -368,32 +422,72 @@ impl<E: Executor, S: BudgetStore> Queue<E, S> {
             payload,
         } = dispatch;
         tracing::debug!(command = %id, %class, %device, name = %command, attempt, "sending command");
-        running.spawn(async move {
-            let result = executor.execute(&payload.payload).await;
-            (id, payload, result)
+        let executor = Arc::clone(&self.executor);
+        let job = Arc::clone(&payload.payload);
+        let handle = self.tasks.spawn(async move {
+            let result = executor.execute(&job).await;
+            (id, result)
         });
+        self.task_ids.insert(handle.id(), id);
+        self.running.insert(
+            id,
+            Running {
+                pending: payload,
+                dispatched: now,
+            },
+        );
     }
 
-    fn finish(&mut self, (id, pending, result): Finished<E>) {
+    fn joined(&mut self, done: Result<(tokio::task::Id, Finished<E>), tokio::task::JoinError>) {
+        match done {
+            Ok((task, (id, result))) => {
+                self.task_ids.remove(&task);
+                self.finish(id, result);
+            }
+            Err(error) => {
+                // The executor panicked (or was aborted): the command's fate is unknown, so it
+                // keeps its budget charge, frees its execution slot and its submitter hears why.
+                let Some(id) = self.task_ids.remove(&error.id()) else {
+                    return;
+                };
+                tracing::error!(command = %id, %error, "command task failed");
+                let now = Instant::now().into_std();
+                self.scheduler.completed(id, Outcome::Failed, now);
+                if let Some(running) = self.running.remove(&id) {
+                    let _ = running
+                        .pending
+                        .reply
+                        .send(Err(QueueError::Internal(error.to_string())));
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self, id: CommandId, result: Result<E::Output, E::Error>) {
         let now = Instant::now().into_std();
+        let Some(running) = self.running.remove(&id) else {
+            return;
+        };
         match result {
             Ok(output) => {
                 self.scheduler.completed(id, Outcome::Succeeded, now);
-                let _ = pending.reply.send(Ok(output));
+                let _ = running.pending.reply.send(Ok(output));
             }
             Err(error) => match E::classify(&error) {
                 ErrorClass::RateLimited(scope) => {
                     tracing::debug!(command = %id, ?scope, "rate limited; re-queued");
-                    self.scheduler.rate_limited(id, pending, scope, now);
+                    self.scheduler.rate_limited(id, running.pending, scope, now);
                 }
-                ErrorClass::NotAccepted | ErrorClass::Other => {
-                    let outcome = if E::classify(&error) == ErrorClass::NotAccepted {
+                class => {
+                    let outcome = if class == ErrorClass::NotAccepted {
+                        // The API did not count it: neither do we, nor does the backstop.
+                        self.backstop.refund(running.dispatched);
                         Outcome::NotAccepted
                     } else {
                         Outcome::Failed
                     };
                     self.scheduler.completed(id, outcome, now);
-                    let _ = pending.reply.send(Err(QueueError::Api(error)));
+                    let _ = running.pending.reply.send(Err(QueueError::Api(error)));
                 }
             },
         }
@@ -412,14 +506,22 @@ impl<E: Executor, S: BudgetStore> Queue<E, S> {
         let now = Instant::now().into_std();
         match message {
             Message::Submit(request) => {
-                self.scheduler.submit(request, now);
+                if self.draining_until.is_some() && request.class != Class::Stop {
+                    let _ = request.payload.reply.send(Err(QueueError::Closed));
+                } else if self.scheduler.queued_len() >= MAX_QUEUED {
+                    let _ = request.payload.reply.send(Err(QueueError::Full));
+                } else {
+                    self.scheduler.submit(request, now);
+                }
             }
             Message::Admit { device, reply } => {
-                let result = self.scheduler.admit(&device, now);
-                if let Err(Ok(slot)) = reply.send(result) {
-                    // The asker left before the answer: give the slot straight back.
-                    self.scheduler.release(slot);
-                }
+                let result = self.scheduler.admit(&device, now).map(|slot| StreamPermit {
+                    slot: Some(slot),
+                    releases: self.releases.clone(),
+                });
+                // If the asker is gone, the permit is dropped here or with the channel, and
+                // its slot comes back through the release channel.
+                let _ = reply.send(result);
             }
             Message::Stats(reply) => {
                 let mut stats = self.scheduler.stats(now);
@@ -429,3 +531,6 @@ impl<E: Executor, S: BudgetStore> Queue<E, S> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

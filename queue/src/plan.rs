@@ -81,8 +81,12 @@ impl Plan {
         self.ascending.first().copied()
     }
 
-    /// Whether the plan fits after `history` (recent sends, ascending, all at or before `now`)
-    /// under `limit` sends per `window`, with no send before `not_before`.
+    /// Whether the plan fits after `history` (recent sends, ascending, all at or before
+    /// `not_before`) under `limit` sends per `window`, sending nothing before `not_before`.
+    ///
+    /// Planned sends that fall before `not_before` (late commands, or a driver that woke a
+    /// millisecond after the planned instant) are taken as sent at `not_before`: being late is
+    /// not what makes a plan infeasible, overfull windows are.
     pub fn fits(
         &self,
         history: &[Instant],
@@ -90,16 +94,25 @@ impl Plan {
         limit: u32,
         window: Duration,
     ) -> bool {
-        if self.earliest().is_some_and(|t| t < not_before) {
+        let limit = limit as usize;
+        let clamped: Vec<Instant> = self.ascending.iter().map(|&t| t.max(not_before)).collect();
+        let planned_before = |end: Instant| clamped.partition_point(|&t| t < end);
+        // The window starting at `not_before` holds every clamped send.
+        let at_start = history.iter().filter(|&&h| h >= not_before).count();
+        if at_start + planned_before(not_before + window) > limit {
             return false;
         }
-        let limit = limit as usize;
         history.iter().enumerate().all(|(i, &h)| {
             let end = h + window;
             let past = history[i..].iter().take_while(|&&x| x < end).count();
-            let planned = self.ascending.partition_point(|&t| t < end);
-            past + planned <= limit
+            past + planned_before(end) <= limit
         })
+    }
+
+    /// The planned instant of each command (in the order of the deadlines given), as the plan
+    /// would send it from `not_before` on.
+    pub fn send_times(&self, not_before: Instant) -> impl Iterator<Item = Instant> + '_ {
+        self.times.iter().map(move |&t| t.max(not_before))
     }
 }
 
@@ -178,22 +191,41 @@ mod tests {
     }
 
     #[test]
-    fn a_retry_due_now_fits_the_rolling_plan_but_not_the_spaced_one() {
+    fn a_retry_due_now_fits_both_plans() {
         let t0 = Instant::now();
         let now = secs(t0, 100.0);
         let deadlines = [secs(t0, 103.0), now];
+        // Spacing would want the retry 3.1 s ago; it goes now instead.
         let spaced = Plan::spaced(&deadlines, spacing(10, W)).unwrap();
-        assert!(!spaced.fits(&[], now, 10, W));
+        assert!(spaced.fits(&[], now, 10, W));
+        assert_eq!(spaced.send_times(now).collect::<Vec<_>>(), deadlines);
         let rolling = Plan::rolling(&deadlines, 10, W).unwrap();
         assert!(rolling.fits(&[], now, 10, W));
         assert_eq!(rolling.times, deadlines);
     }
 
     #[test]
-    fn too_late_is_infeasible() {
+    fn late_sends_count_as_sent_now() {
         let t0 = Instant::now();
+        // Three commands due at 10 s, spaced: 10, 3.9 and −2.2 s. At 0 s the last is late and
+        // counts as sent at 0 s: three sends in one window fit a limit of three, not of two.
         let deadlines = vec![secs(t0, 10.0); 3];
         let plan = Plan::spaced(&deadlines, spacing(10, W)).unwrap();
-        assert!(!plan.fits(&[], secs(t0, 0.0), 10, W));
+        assert!(plan.fits(&[], t0, 3, W));
+        assert!(!plan.fits(&[], t0, 2, W));
+        let sends: Vec<_> = plan.send_times(t0).collect();
+        assert_eq!(sends[2], t0);
+        // A driver that wakes a moment after the planned instant still sees the plan fit.
+        let plan = Plan::spaced(&[secs(t0, 300.0); 10], spacing(9, W)).unwrap();
+        let late = plan.times[9] + Duration::from_millis(1);
+        assert!(plan.fits(&[], late, 10, W));
+    }
+
+    #[test]
+    fn many_late_sends_overfill_the_first_window() {
+        let t0 = Instant::now();
+        let deadlines = vec![secs(t0, 0.0); 11];
+        let plan = Plan::rolling(&deadlines, 10, W).unwrap();
+        assert!(!plan.fits(&[], secs(t0, 1.0), 10, W));
     }
 }

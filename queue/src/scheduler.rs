@@ -168,6 +168,11 @@ pub enum Outcome {
     NotAccepted,
 }
 
+/// Execution slots kept for deadline-bound commands: starts and stops may not take the last
+/// one, so an extension never waits behind slow starts (a request can take the whole request
+/// timeout, longer than an extension's margin).
+pub const RESERVED_FOR_DEADLINES: usize = 1;
+
 /// Which budget a 429 named.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RateLimitScope {
@@ -389,33 +394,44 @@ impl<P: Job, S: BudgetStore> Scheduler<P, S> {
             return Action::Wait(None);
         }
         let next_expiry = self.queued.iter().filter_map(|q| q.request.expires).min();
-        if self.in_flight.len() >= self.config.max_in_flight as usize {
+        let max_in_flight = self.config.max_in_flight.max(1) as usize;
+        if self.in_flight.len() >= max_in_flight {
             return Action::Wait(next_expiry);
         }
         let project_free = self.store.next_free(&[BucketKey::Project], now);
         if project_free > now {
             return Action::Wait(Some(earliest(project_free, next_expiry)));
         }
-        match self.pick(now) {
+        // The last execution slot is kept for deadline-bound commands, so that slow starts can
+        // never hold up an extension.
+        let allow_unbound = max_in_flight <= RESERVED_FOR_DEADLINES
+            || self.in_flight.len() + RESERVED_FOR_DEADLINES < max_in_flight;
+        match self.pick(now, allow_unbound) {
             Ok(index) => self.dispatch(index, now),
             Err(wake) => Action::Wait(wake.into_iter().chain(next_expiry).min()),
         }
     }
 
     /// Chooses the queued command to dispatch at `now`, or the instant to look again.
-    fn pick(&mut self, now: Instant) -> Result<usize, Option<Instant>> {
+    fn pick(&mut self, now: Instant, allow_unbound: bool) -> Result<usize, Option<Instant>> {
         let (limit, window) = self.config.budget.limit(&BucketKey::Project);
         let view = self.store.view(&BucketKey::Project, now);
         let not_before = view.blocked_until.unwrap_or(now).max(now);
         let mut wake: Option<Instant> = view.sends.first().map(|&oldest| oldest + window);
 
-        // Deadline-bound commands, latest due first for the backwards plan.
-        let mut bound: Vec<(usize, Instant)> = self
-            .queued
-            .iter()
-            .enumerate()
-            .filter_map(|(i, q)| q.request.due.map(|d| (i, d)))
-            .collect();
+        // Deadline-bound commands whose device budgets allow sending now. One whose device is
+        // blocked cannot use a project slot before its device frees, so it stays out of the
+        // project plan until then instead of holding a slot it cannot take.
+        let mut bound: Vec<(usize, Instant)> = Vec::new();
+        for i in 0..self.queued.len() {
+            let Some(due) = self.queued[i].request.due else {
+                continue;
+            };
+            match self.device_ready(i, now) {
+                Ok(()) => bound.push((i, due)),
+                Err(free) => wake = Some(earliest(free, wake)),
+            }
+        }
         bound.sort_by(|a, b| {
             b.1.cmp(&a.1)
                 .then(self.queued[b.0].id.cmp(&self.queued[a.0].id))
@@ -443,8 +459,8 @@ impl<P: Job, S: BudgetStore> Scheduler<P, S> {
         let mut urgent: Vec<(usize, Instant)> = match &plan {
             Some(p) => bound
                 .iter()
-                .zip(&p.times)
-                .filter_map(|(&(i, due), &t)| {
+                .zip(p.send_times(not_before))
+                .filter_map(|(&(i, due), t)| {
                     if t <= now {
                         Some((i, due))
                     } else {
@@ -462,13 +478,10 @@ impl<P: Job, S: BudgetStore> Scheduler<P, S> {
             let q = &self.queued[i];
             (q.request.expires.unwrap_or(due), due, q.id)
         });
-        for &(i, _) in &urgent {
-            match self.device_ready(i, now) {
-                Ok(()) => return Ok(i),
-                Err(free) => wake = Some(earliest(free, wake)),
-            }
+        if let Some(&(i, _)) = urgent.first() {
+            return Ok(i);
         }
-        if !feasible {
+        if !feasible || !allow_unbound {
             return Err(wake);
         }
 
@@ -601,20 +614,16 @@ impl<P: Job, S: BudgetStore> Scheduler<P, S> {
         };
         let strikes = self.consecutive_429.entry(bucket.clone()).or_insert(0);
         *strikes = strikes.saturating_add(1);
+        // Our log cannot say when Google's window frees: others may spend the same budget. A
+        // full rolling window frees a slot every `window / limit` on average, so the first look
+        // is that far away, doubling while the API keeps refusing, up to a whole window.
         let (_, window) = self.config.budget.limit(&bucket);
         let backoff = self
             .config
             .rate_limit_backoff
             .saturating_mul(1 << (*strikes - 1).min(16))
             .min(window);
-        let frees = self
-            .store
-            .view(&bucket, now)
-            .sends
-            .first()
-            .map(|&oldest| oldest + window);
-        let until = frees.unwrap_or(now).max(now + backoff);
-        self.store.block_until(&bucket, until);
+        self.store.block_until(&bucket, now + backoff);
         self.queued.push(Queued {
             id,
             request: Request {
@@ -628,6 +637,55 @@ impl<P: Job, S: BudgetStore> Scheduler<P, S> {
             enqueued: flight.enqueued,
             attempt: flight.attempt + 1,
         });
+    }
+
+    /// Takes a dispatched command back unsent (the driver's backstop refused it): its budget
+    /// charge is refunded, it is queued again, and nothing is sent on the project budget before
+    /// `until`.
+    pub fn hold_back(&mut self, id: CommandId, payload: P, until: Instant, now: Instant) {
+        let Some(flight) = self.in_flight.remove(&id) else {
+            return;
+        };
+        self.counters.executed = self.counters.executed.saturating_sub(1);
+        let buckets = BudgetConfig::buckets_for(&flight.device, &flight.command);
+        self.store.refund(&buckets, flight.dispatched);
+        self.store.block_until(&BucketKey::Project, until.max(now));
+        self.queued.push(Queued {
+            id,
+            request: Request {
+                device: flight.device,
+                command: flight.command,
+                class: flight.class,
+                due: flight.due,
+                expires: flight.expires,
+                payload,
+            },
+            enqueued: flight.enqueued,
+            attempt: flight.attempt,
+        });
+    }
+
+    /// Removes every queued command of a class for which `keep` is false and returns their
+    /// payloads (on shutdown, only stops are still worth sending).
+    pub fn remove_queued(&mut self, keep: impl Fn(Class) -> bool) -> Vec<(CommandId, P)> {
+        let (kept, removed): (Vec<_>, Vec<_>) = std::mem::take(&mut self.queued)
+            .into_iter()
+            .partition(|q| keep(q.request.class));
+        self.queued = kept;
+        removed
+            .into_iter()
+            .map(|q| (q.id, q.request.payload))
+            .collect()
+    }
+
+    /// Commands waiting.
+    pub fn queued_len(&self) -> usize {
+        self.queued.len()
+    }
+
+    /// Commands executing.
+    pub fn in_flight_len(&self) -> usize {
+        self.in_flight.len()
     }
 
     /// Admits one more live stream on `device` if the budget can keep it alive.

@@ -21,16 +21,23 @@ pub struct SlidingWindow {
     sends: VecDeque<Instant>,
     /// Set after the API said this bucket is exhausted (HTTP 429): no send before this instant.
     blocked_until: Option<Instant>,
+    /// The latest `now` seen. Time only moves forward here: a query with an earlier instant is
+    /// answered as of this one, because pruning has already forgotten what it would need.
+    latest: Option<Instant>,
 }
 
 impl SlidingWindow {
-    /// A window that admits `limit` sends in any interval of `length`.
+    /// A window that admits `limit` sends in any interval of `length`. A limit of 0 is taken
+    /// as 1: a bucket that never admits anything would starve every command charged to it.
     pub fn new(limit: u32, length: Duration) -> Self {
         Self {
-            limit,
+            limit: limit.max(1),
             length,
-            sends: VecDeque::with_capacity(limit as usize + 1),
+            // Not preallocated: limits can be large (per-hour buckets), and most buckets hold
+            // a few sends.
+            sends: VecDeque::new(),
             blocked_until: None,
+            latest: None,
         }
     }
 
@@ -46,6 +53,7 @@ impl SlidingWindow {
 
     /// Forgets sends that no longer count at `now`, and an expired block.
     pub fn prune(&mut self, now: Instant) {
+        let now = self.advance(now);
         while let Some(&oldest) = self.sends.front() {
             if oldest + self.length <= now {
                 self.sends.pop_front();
@@ -58,6 +66,13 @@ impl SlidingWindow {
         }
     }
 
+    /// `now`, or the latest instant seen if that is later.
+    fn advance(&mut self, now: Instant) -> Instant {
+        let now = self.latest.map_or(now, |latest| latest.max(now));
+        self.latest = Some(now);
+        now
+    }
+
     /// Sends counting against the limit at `now`.
     pub fn used(&mut self, now: Instant) -> u32 {
         self.prune(now);
@@ -67,6 +82,7 @@ impl SlidingWindow {
     /// The earliest instant at or after `now` at which one more send fits.
     pub fn next_free(&mut self, now: Instant) -> Instant {
         self.prune(now);
+        let now = self.advance(now);
         let blocked = self.blocked_until.unwrap_or(now).max(now);
         let used = self.sends.len();
         let limit = self.limit as usize;
@@ -80,7 +96,8 @@ impl SlidingWindow {
 
     /// Whether one more send fits at `now`.
     pub fn has_room(&mut self, now: Instant) -> bool {
-        self.next_free(now) <= now
+        let free = self.next_free(now);
+        free <= self.advance(now)
     }
 
     /// Records a send at `at`. Sends must be recorded in non-decreasing order.
@@ -146,6 +163,31 @@ mod tests {
         assert!(!w.has_room(t0 + MIN - Duration::from_millis(1)));
         assert!(w.has_room(t0 + MIN));
         assert_eq!(w.used(t0 + MIN), 2);
+    }
+
+    #[test]
+    fn time_never_runs_backwards() {
+        let t0 = Instant::now();
+        let mut w = SlidingWindow::new(1, MIN);
+        w.record(t0);
+        assert!(w.has_room(t0 + MIN + Duration::from_secs(1)));
+        // Asking about an earlier instant afterwards is answered as of the later one.
+        assert!(w.has_room(t0 + Duration::from_secs(30)));
+        assert_eq!(
+            w.next_free(t0 + Duration::from_secs(30)),
+            t0 + MIN + Duration::from_secs(1)
+        );
+    }
+
+    #[test]
+    fn zero_and_huge_limits_are_safe() {
+        let t0 = Instant::now();
+        let mut w = SlidingWindow::new(0, MIN);
+        assert_eq!(w.limit(), 1);
+        assert!(w.has_room(t0));
+        let mut w = SlidingWindow::new(u32::MAX, MIN);
+        w.record(t0);
+        assert!(w.has_room(t0));
     }
 
     #[test]
