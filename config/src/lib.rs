@@ -278,8 +278,10 @@ fn general(check: &mut Check, raw: &RawVars) -> Option<General> {
         defaults::IDLE_GRACE,
         parse::duration_in(Duration::ZERO, defaults::IDLE_GRACE_MAX),
     );
+    // Port 0 asks the system for a free port, so two of them never collide.
     if let (Some(http), Some(rtsp)) = (http_addr, rtsp_addr)
         && http == rtsp
+        && http.port() != 0
     {
         check.error(
             var::RTSP_ADDR,

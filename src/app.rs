@@ -1,0 +1,309 @@
+//! The relay assembled from its configuration: cameras, the Nest service and its leases,
+//! discovery, and the HTTP endpoints. [`Relay::start`] brings it up; cancelling the token it was
+//! given and awaiting [`Relay::stopped`] shuts it down within a bounded time.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use anyhow::Context;
+use camrelay_api_clients::nest::{NestClient, NestClientConfig, StreamUrl};
+use camrelay_config::{Config, NestConfig};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::camera::{self, Camera, DemandGuard, Registry, Source};
+use crate::http;
+use crate::nest::{self, NestService};
+
+/// How long shutdown may take before the remaining tasks are abandoned: leases get
+/// [`crate::lease::task::SHUTDOWN_STOP_TIMEOUT`] to stop their streams, the queue
+/// [`camrelay_queue::driver::DRAIN_TIMEOUT`] to send them.
+pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(8);
+
+/// First retry after a failed device discovery; doubles up to the discovery interval.
+pub const DISCOVERY_RETRY: Duration = Duration::from_secs(5);
+
+/// Shared state of a running relay.
+#[derive(Debug)]
+pub struct Relay {
+    /// The cameras.
+    pub registry: Arc<Registry>,
+    /// The Nest side, when configured.
+    pub nest: Option<NestService>,
+    /// Where the HTTP endpoints listen.
+    pub http_addr: SocketAddr,
+    /// The configuration in force.
+    pub config: Config,
+    /// When the relay started.
+    pub started: Instant,
+    discovery: Mutex<DiscoveryState>,
+    always_on: Mutex<Vec<DemandGuard>>,
+    /// Camera lease tasks: stopped first on shutdown, so their stops can still be sent.
+    leases: Mutex<JoinSet<()>>,
+    /// The command queue: cancelled after the leases.
+    queue: Mutex<Option<(CancellationToken, tokio::task::JoinHandle<()>)>>,
+    /// Everything else (HTTP, discovery).
+    tasks: Mutex<JoinSet<()>>,
+}
+
+/// The outcome of the last Nest device discovery.
+#[derive(Debug, Clone, Default)]
+pub struct DiscoveryState {
+    /// Whether the last discovery succeeded.
+    pub ok: bool,
+    /// Its error, free of secrets.
+    pub error: Option<String>,
+}
+
+impl Relay {
+    /// Brings the relay up: binds the HTTP listener, registers static cameras, starts the Nest
+    /// queue and the first discovery. Runs until `shutdown` is cancelled.
+    pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Arc<Self>> {
+        let listener = TcpListener::bind(config.http_addr)
+            .await
+            .with_context(|| format!("cannot listen on CAMRELAY_HTTP_ADDR {}", config.http_addr))?;
+        let http_addr = listener.local_addr()?;
+        let (nest, queue) = match &config.nest {
+            Some(nest_config) => {
+                let (nest, queue) = start_nest(nest_config, &config)?;
+                (Some(nest), Some(queue))
+            }
+            None => (None, None),
+        };
+        let relay = Arc::new(Self {
+            registry: Arc::new(Registry::default()),
+            nest,
+            http_addr,
+            config,
+            started: Instant::now(),
+            discovery: Mutex::new(DiscoveryState::default()),
+            always_on: Mutex::new(Vec::new()),
+            leases: Mutex::new(JoinSet::new()),
+            queue: Mutex::new(queue),
+            tasks: Mutex::new(JoinSet::new()),
+        });
+        relay.register_static(&shutdown);
+        if relay.nest.is_some() {
+            let discovery = discover_forever(Arc::clone(&relay), shutdown.clone());
+            relay.spawn(discovery);
+        }
+        let server = http::serve(listener, Arc::clone(&relay), shutdown.clone());
+        relay.spawn(server);
+        tracing::info!(http = %http_addr, cameras = relay.config.cameras.len(), nest = relay.nest.is_some(), "camrelay started");
+        Ok(relay)
+    }
+
+    fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .spawn(task);
+    }
+
+    fn register_static(&self, shutdown: &CancellationToken) {
+        for cam in &self.config.cameras {
+            let url = StreamUrl::new(cam.url.clone());
+            let camera = Camera::new(
+                cam.id.clone(),
+                cam.name.clone(),
+                |_| Source::Static { url },
+                shutdown.child_token(),
+            );
+            if cam.always_on {
+                self.keep_on(&camera);
+            }
+            self.registry.insert(camera);
+        }
+    }
+
+    fn keep_on(&self, camera: &Arc<Camera>) {
+        self.always_on
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(camera.acquire(false));
+    }
+
+    /// The outcome of the last discovery.
+    pub fn discovery(&self) -> DiscoveryState {
+        self.discovery
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Whether the relay can serve: configuration valid (it is, or it would not run) and, with
+    /// Nest, a successful discovery (which needs an access token).
+    pub fn ready(&self) -> bool {
+        self.nest.is_none() || self.discovery().ok
+    }
+
+    /// Reconciles the registry with the devices Google lists: new cameras get a lease, vanished
+    /// ones are removed.
+    async fn discover_once(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {
+        let (Some(nest), Some(nest_config)) = (&self.nest, &self.config.nest) else {
+            return Ok(());
+        };
+        let devices = nest.discover(nest_config.devices.as_deref()).await?;
+        let known = self.registry.nest_devices();
+        let taken: Vec<String> = self
+            .registry
+            .all()
+            .iter()
+            .filter(|c| matches!(c.source, Source::Static { .. }))
+            .map(|c| c.id.clone())
+            .collect();
+        let ids = camera::nest_ids(
+            devices.iter().map(|d| (d.id.as_str(), d.display_name())),
+            &taken,
+        );
+        for device in &devices {
+            if known.contains_key(&device.id) {
+                continue;
+            }
+            let Some(id) = ids.get(&device.id) else {
+                continue;
+            };
+            let cancel = shutdown.child_token();
+            let lease_cancel = cancel.clone();
+            let mut lease_task = None;
+            let camera = Camera::new(
+                id.clone(),
+                device.display_name().to_owned(),
+                |demand| {
+                    let (task, status) = nest.lease(&device.id, demand, lease_cancel);
+                    lease_task = Some(task);
+                    Source::Nest {
+                        device: device.id.clone(),
+                        lease: status,
+                    }
+                },
+                cancel,
+            );
+            if let Some(task) = lease_task {
+                let mut leases = self.leases.lock().unwrap_or_else(PoisonError::into_inner);
+                // Reap the tasks of removed cameras.
+                while leases.try_join_next().is_some() {}
+                leases.spawn(task);
+            }
+            tracing::info!(camera = %id, device = %device.id, "Nest camera added");
+            if self.config.always_on {
+                self.keep_on(&camera);
+            }
+            self.registry.insert(camera);
+        }
+        for (device, id) in known {
+            if !devices.iter().any(|d| d.id == device) {
+                tracing::info!(camera = %id, %device, "Nest camera removed");
+                self.registry.remove(&id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for the relay's tasks after `shutdown` was cancelled, at most [`SHUTDOWN_TIMEOUT`]:
+    /// first the leases (each stops its stream if the budget allows), then the command queue
+    /// (which drains those stops), then the rest.
+    pub async fn stopped(&self) {
+        let deadline = Instant::now() + SHUTDOWN_TIMEOUT;
+        self.always_on
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        let mut leases =
+            std::mem::take(&mut *self.leases.lock().unwrap_or_else(PoisonError::into_inner));
+        let leases_done = async { while leases.join_next().await.is_some() {} };
+        if tokio::time::timeout_at(deadline, leases_done)
+            .await
+            .is_err()
+        {
+            tracing::warn!("camera leases did not stop in time");
+        }
+        let queue = self
+            .queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some((cancel, task)) = queue {
+            cancel.cancel();
+            if tokio::time::timeout_at(deadline, task).await.is_err() {
+                tracing::warn!("the command queue did not drain in time");
+            }
+        }
+        let mut tasks =
+            std::mem::take(&mut *self.tasks.lock().unwrap_or_else(PoisonError::into_inner));
+        let all = async { while tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout_at(deadline, all).await.is_err() {
+            tracing::warn!("shutdown timed out; exiting anyway");
+        }
+    }
+}
+
+fn start_nest(
+    nest_config: &NestConfig,
+    config: &Config,
+) -> anyhow::Result<(
+    NestService,
+    (CancellationToken, tokio::task::JoinHandle<()>),
+)> {
+    let client = NestClient::new(&NestClientConfig {
+        api_url: nest_config.api_url.clone(),
+        token_url: nest_config.token_url.clone(),
+        project_id: nest_config.project_id.clone(),
+        client_id: nest_config.client_id.clone(),
+        client_secret: nest_config.client_secret.clone(),
+        refresh_token: nest_config.refresh_token.clone(),
+        request_timeout: nest_config.request_timeout,
+    })?;
+    let scheduler = nest::scheduler_config(&nest_config.budget, &nest_config.lease);
+    let lease = nest::lease_config(&nest_config.lease, config.idle_grace);
+    let cancel = CancellationToken::new();
+    let (service, task) = NestService::start(client, scheduler, lease, cancel.clone());
+    Ok((service, (cancel, task)))
+}
+
+/// Discovers Nest cameras at start and every discovery interval; retries failures with
+/// doubling delays.
+async fn discover_forever(relay: Arc<Relay>, shutdown: CancellationToken) {
+    let interval = relay
+        .config
+        .nest
+        .as_ref()
+        .map_or(Duration::from_secs(600), |n| n.discovery_interval);
+    let mut retry = DISCOVERY_RETRY;
+    loop {
+        let wait = match relay.discover_once(&shutdown).await {
+            Ok(()) => {
+                *relay
+                    .discovery
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = DiscoveryState {
+                    ok: true,
+                    error: None,
+                };
+                retry = DISCOVERY_RETRY;
+                interval
+            }
+            Err(e) => {
+                let error = format!("{e:#}");
+                tracing::warn!(%error, retry_in_s = retry.as_secs(), "Nest device discovery failed");
+                *relay
+                    .discovery
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = DiscoveryState {
+                    ok: false,
+                    error: Some(error),
+                };
+                let wait = retry;
+                retry = (retry * 2).min(interval);
+                wait
+            }
+        };
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! The cameras the relay knows: static RTSP cameras from the configuration and Nest cameras
+//! found by discovery, each with a stable, readable id, a demand counter and its lease status.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use camrelay_api_clients::nest::StreamUrl;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::lease::Demand;
+use crate::lease::task::LeaseStatus;
+
+/// Longest readable id made from a device name.
+pub const MAX_SLUG_LEN: usize = 48;
+
+/// Where a camera's stream comes from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A static RTSP camera; its URL never changes (credentials are kept apart).
+    Static {
+        /// The camera's URL, without credentials.
+        url: StreamUrl,
+    },
+    /// A Nest camera; its URL comes from its lease.
+    Nest {
+        /// The SDM device id.
+        device: String,
+        /// The lease's status.
+        lease: watch::Receiver<LeaseStatus>,
+    },
+}
+
+/// One camera.
+#[derive(Debug)]
+pub struct Camera {
+    /// The id in `rtsp://host:8554/{id}` and in the API.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Where the stream comes from.
+    pub source: Source,
+    demand: watch::Sender<Demand>,
+    /// Stops the camera's tasks when it is removed.
+    pub cancel: CancellationToken,
+}
+
+impl Camera {
+    /// A camera with no demand yet. Returns it with the receiver its lease task watches.
+    pub fn new(
+        id: String,
+        name: String,
+        source: impl FnOnce(watch::Receiver<Demand>) -> Source,
+        cancel: CancellationToken,
+    ) -> Arc<Self> {
+        let (demand, rx) = watch::channel(Demand::default());
+        let source = source(rx);
+        Arc::new(Self {
+            id,
+            name,
+            source,
+            demand,
+            cancel,
+        })
+    }
+
+    /// Registers one holder of demand until the guard is dropped. `interactive`: a person is
+    /// waiting, so a start outranks background starts.
+    pub fn acquire(self: &Arc<Self>, interactive: bool) -> DemandGuard {
+        self.demand.send_modify(|d| {
+            d.holders += 1;
+            d.interactive |= interactive;
+        });
+        DemandGuard {
+            camera: Arc::clone(self),
+            interactive,
+        }
+    }
+
+    /// Current demand.
+    pub fn demand(&self) -> Demand {
+        *self.demand.borrow()
+    }
+}
+
+/// Keeps a camera wanted while alive.
+#[derive(Debug)]
+pub struct DemandGuard {
+    camera: Arc<Camera>,
+    interactive: bool,
+}
+
+impl Drop for DemandGuard {
+    fn drop(&mut self) {
+        let interactive = self.interactive;
+        self.camera.demand.send_modify(|d| {
+            d.holders = d.holders.saturating_sub(1);
+            if d.holders == 0 || interactive {
+                // Interactive-ness is a hint for the next start only; recomputing it exactly
+                // would need a second counter for no behavioural gain.
+                d.interactive = false;
+            }
+        });
+    }
+}
+
+/// All cameras, by id.
+#[derive(Debug, Default)]
+pub struct Registry {
+    cameras: RwLock<BTreeMap<String, Arc<Camera>>>,
+}
+
+impl Registry {
+    /// Adds a camera (replacing one with the same id, whose tasks are stopped).
+    pub fn insert(&self, camera: Arc<Camera>) {
+        let old = self
+            .cameras
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(camera.id.clone(), camera);
+        if let Some(old) = old {
+            old.cancel.cancel();
+        }
+    }
+
+    /// Removes a camera and stops its tasks.
+    pub fn remove(&self, id: &str) -> Option<Arc<Camera>> {
+        let removed = self
+            .cameras
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(id);
+        if let Some(camera) = &removed {
+            camera.cancel.cancel();
+        }
+        removed
+    }
+
+    /// One camera.
+    pub fn get(&self, id: &str) -> Option<Arc<Camera>> {
+        self.cameras
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .cloned()
+    }
+
+    /// Every camera, ordered by id.
+    pub fn all(&self) -> Vec<Arc<Camera>> {
+        self.cameras
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// The Nest device ids present, with their camera ids.
+    pub fn nest_devices(&self) -> BTreeMap<String, String> {
+        self.all()
+            .into_iter()
+            .filter_map(|c| match &c.source {
+                Source::Nest { device, .. } => Some((device.clone(), c.id.clone())),
+                Source::Static { .. } => None,
+            })
+            .collect()
+    }
+}
+
+/// A readable id from a display name: lower case ASCII letters and digits, words joined by `-`
+/// ("Front Door" → `front-door`). Empty when the name has no such characters.
+pub fn slug(name: &str) -> String {
+    let mut out = String::new();
+    let mut dash = false;
+    for c in name.chars() {
+        let c = match c {
+            'a'..='z' | '0'..='9' => c,
+            'A'..='Z' => c.to_ascii_lowercase(),
+            _ => {
+                dash = !out.is_empty();
+                continue;
+            }
+        };
+        if dash {
+            out.push('-');
+            dash = false;
+        }
+        if out.len() >= MAX_SLUG_LEN {
+            break;
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Stable ids for Nest devices: the slug of the display name, or `nest` for a name without
+/// letters; a device whose slug is taken (by a static camera or by a device that sorts before it
+/// by device id) gets a short suffix derived from its device id, so ids do not depend on the
+/// order Google lists devices in.
+pub fn nest_ids<'a>(
+    devices: impl IntoIterator<Item = (&'a str, &'a str)>,
+    taken: &[String],
+) -> BTreeMap<String, String> {
+    let mut devices: Vec<(&str, &str)> = devices.into_iter().collect();
+    devices.sort_by_key(|&(device, _)| device);
+    let mut used: Vec<String> = taken.to_vec();
+    let mut ids = BTreeMap::new();
+    for (device, name) in devices {
+        let mut id = slug(name);
+        if id.is_empty() {
+            id = "nest".to_owned();
+        }
+        if used.contains(&id) {
+            id = format!("{id}-{}", short_hash(device));
+        }
+        used.push(id.clone());
+        ids.insert(device.to_owned(), id);
+    }
+    ids
+}
+
+/// Six hex digits from a stable hash of `text` (FNV-1a: `DefaultHasher` is not stable across
+/// Rust releases, and ids must survive upgrades).
+fn short_hash(text: &str) -> String {
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in text.bytes() {
+        hash ^= u32::from(byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    format!("{:06x}", hash & 0x00ff_ffff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_are_readable() {
+        assert_eq!(slug("Front Door"), "front-door");
+        assert_eq!(slug("  Kid's Room #2 "), "kid-s-room-2");
+        assert_eq!(slug("Café"), "caf");
+        assert_eq!(slug("🙂"), "");
+        assert!(slug(&"x".repeat(200)).len() <= MAX_SLUG_LEN);
+    }
+
+    #[test]
+    fn nest_ids_are_stable_and_unique() {
+        let devices = [
+            ("BBB", "Garage"),
+            ("AAA", "Garage"),
+            ("CCC", "front door"),
+            ("DDD", "!!!"),
+        ];
+        let ids = nest_ids(devices.iter().copied(), &["front-door".to_owned()]);
+        assert_eq!(ids["AAA"], "garage");
+        assert!(ids["BBB"].starts_with("garage-") && ids["BBB"].len() == "garage-".len() + 6);
+        assert!(ids["CCC"].starts_with("front-door-"));
+        assert_eq!(ids["DDD"], "nest");
+        // Same answer whatever the listing order.
+        let mut reversed = devices;
+        reversed.reverse();
+        assert_eq!(
+            nest_ids(reversed.iter().copied(), &["front-door".to_owned()]),
+            ids
+        );
+    }
+
+    #[test]
+    fn demand_guards_count_holders() {
+        let camera = Camera::new(
+            "c".into(),
+            "C".into(),
+            |_| Source::Static {
+                url: StreamUrl::new(url::Url::parse("rtsp://h/x").unwrap()),
+            },
+            CancellationToken::new(),
+        );
+        let a = camera.acquire(false);
+        let b = camera.acquire(true);
+        assert_eq!(
+            camera.demand(),
+            Demand {
+                holders: 2,
+                interactive: true
+            }
+        );
+        drop(b);
+        assert_eq!(
+            camera.demand(),
+            Demand {
+                holders: 1,
+                interactive: false
+            }
+        );
+        drop(a);
+        assert_eq!(camera.demand().holders, 0);
+    }
+}

@@ -1,0 +1,152 @@
+//! HTTP endpoints: health and readiness probes, the `/stats` document, and the camera list.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::Relay;
+use crate::lease::Phase;
+use crate::stats::{Aggregate, CameraStats, NestStats, Stats};
+
+/// The router of the relay's HTTP endpoints.
+pub fn router(relay: Arc<Relay>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/stats", get(stats))
+        .route("/api/cameras", get(cameras))
+        .with_state(relay)
+}
+
+/// Serves until `shutdown`.
+pub async fn serve(listener: TcpListener, relay: Arc<Relay>, shutdown: CancellationToken) {
+    let app = router(relay);
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await;
+    if let Err(e) = result {
+        tracing::error!(error = %e, "HTTP server failed");
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(relay): State<Arc<Relay>>) -> Response {
+    if relay.ready() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        let reason = relay
+            .discovery()
+            .error
+            .unwrap_or_else(|| "Nest devices not discovered yet".to_owned());
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {reason}\n"),
+        )
+            .into_response()
+    }
+}
+
+/// Builds the stats document.
+pub async fn collect(relay: &Relay) -> Stats {
+    let now = Instant::now();
+    let cameras: Vec<CameraStats> = relay
+        .registry
+        .all()
+        .iter()
+        .map(|c| CameraStats::of(c, now))
+        .collect();
+    let queue = match &relay.nest {
+        Some(nest) => nest.queue().stats().await,
+        None => None,
+    };
+    let nest = relay.nest.as_ref().map(|nest| {
+        let discovery = relay.discovery();
+        NestStats {
+            token_refreshes: nest.client().token_refreshes(),
+            discovered: discovery.ok,
+            discovery_error: discovery.error,
+        }
+    });
+    Stats {
+        version: env!("CARGO_PKG_VERSION"),
+        uptime_s: relay.started.elapsed().as_secs(),
+        aggregate: Aggregate::of(&cameras),
+        cameras,
+        queue,
+        nest,
+    }
+}
+
+async fn stats(State(relay): State<Arc<Relay>>) -> Json<Stats> {
+    Json(collect(&relay).await)
+}
+
+/// One entry of `GET /api/cameras`.
+#[derive(Debug, Serialize)]
+pub struct CameraEntry {
+    /// Camera id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// The lease phase (`live` for static cameras).
+    pub state: Phase,
+    /// Where RTSP clients pull the camera from this relay.
+    pub rtsp_url: String,
+}
+
+async fn cameras(State(relay): State<Arc<Relay>>, headers: HeaderMap) -> Json<Vec<CameraEntry>> {
+    let now = Instant::now();
+    let host = rtsp_host(&relay, &headers);
+    let port = relay.config.rtsp_addr.port();
+    Json(
+        relay
+            .registry
+            .all()
+            .iter()
+            .map(|c| {
+                let s = CameraStats::of(c, now);
+                CameraEntry {
+                    rtsp_url: format!("rtsp://{host}:{port}/{}", s.id),
+                    id: s.id,
+                    name: s.name,
+                    state: s.state,
+                }
+            })
+            .collect(),
+    )
+}
+
+/// The host RTSP clients should use: the RTSP listener's address if it is a specific one, else
+/// the host the HTTP client reached us by.
+fn rtsp_host(relay: &Relay, headers: &HeaderMap) -> String {
+    let ip = relay.config.rtsp_addr.ip();
+    if !ip.is_unspecified() {
+        return bracket(ip);
+    }
+    headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.parse::<axum::http::uri::Authority>().ok())
+        .map(|a| a.host().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| bracket(relay.http_addr.ip()))
+}
+
+fn bracket(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+    }
+}

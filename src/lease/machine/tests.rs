@@ -1,0 +1,405 @@
+use std::time::SystemTime;
+
+use camrelay_api_clients::nest::Expiry;
+use secrecy::SecretString;
+use url::Url;
+
+use super::*;
+
+const LIFETIME: Duration = Duration::from_secs(300);
+
+fn config() -> LeaseConfig {
+    LeaseConfig {
+        min_margin: Duration::from_secs(3),
+        retry_initial: Duration::from_secs(2),
+        retry_max: Duration::from_secs(60),
+        degraded_after: 3,
+        idle_grace: Duration::from_secs(30),
+    }
+}
+
+fn expiry(at: Instant) -> Expiry {
+    Expiry {
+        at: SystemTime::UNIX_EPOCH,
+        instant: tokio::time::Instant::from_std(at),
+    }
+}
+
+fn stream(now: Instant) -> RtspStream {
+    RtspStream {
+        url: StreamUrl::new(Url::parse("rtsps://cam.example:443/TOKEN0?auth=g.0.a").unwrap()),
+        extension_token: ExtensionToken::new("ext-0"),
+        expires: expiry(now + LIFETIME),
+    }
+}
+
+fn extension(now: Instant, n: u32) -> RtspExtension {
+    RtspExtension {
+        stream_token: SecretString::from(format!("g.{n}.b")),
+        extension_token: ExtensionToken::new(format!("ext-{n}")),
+        expires: expiry(now + LIFETIME),
+    }
+}
+
+fn wanted(interactive: bool) -> Input {
+    Input::Demand(Demand {
+        holders: 1,
+        interactive,
+    })
+}
+
+fn unwanted() -> Input {
+    Input::Demand(Demand::default())
+}
+
+/// A lease that is live since `t0`, with its first extension submitted.
+fn live(t0: Instant) -> Lease {
+    let mut lease = Lease::new(config());
+    lease.handle(wanted(false), t0);
+    lease.handle(Input::Admission(Ok(())), t0);
+    lease.handle(Input::Generated(Ok(stream(t0))), t0);
+    assert_eq!(lease.phase(), Phase::Live);
+    lease
+}
+
+fn submitted(effects: &[Effect]) -> Option<&Command> {
+    effects.iter().find_map(|e| match e {
+        Effect::Submit(c) => Some(c),
+        _ => None,
+    })
+}
+
+fn published(effects: &[Effect]) -> Option<Option<String>> {
+    effects.iter().find_map(|e| match e {
+        Effect::Publish(url) => Some(url.as_ref().map(|u| u.expose().to_string())),
+        _ => None,
+    })
+}
+
+#[test]
+fn demand_admits_then_generates_with_the_right_class() {
+    let t0 = Instant::now();
+    let mut lease = Lease::new(config());
+    let effects = lease.handle(wanted(true), t0);
+    assert!(matches!(effects.as_slice(), [Effect::Admit]));
+    assert_eq!(lease.phase(), Phase::Admitting);
+    let effects = lease.handle(Input::Admission(Ok(())), t0);
+    assert!(matches!(
+        submitted(&effects),
+        Some(Command::Generate {
+            class: Class::ViewerStart
+        })
+    ));
+
+    let mut background = Lease::new(config());
+    background.handle(wanted(false), t0);
+    let effects = background.handle(Input::Admission(Ok(())), t0);
+    assert!(matches!(
+        submitted(&effects),
+        Some(Command::Generate {
+            class: Class::BackgroundStart
+        })
+    ));
+}
+
+#[test]
+fn a_new_stream_is_published_and_its_extension_is_due_just_in_time() {
+    let t0 = Instant::now();
+    let mut lease = Lease::new(config());
+    lease.handle(wanted(false), t0);
+    lease.handle(Input::Admission(Ok(())), t0);
+    let effects = lease.handle(Input::Generated(Ok(stream(t0))), t0);
+    assert_eq!(
+        published(&effects),
+        Some(Some("rtsps://cam.example:443/TOKEN0?auth=g.0.a".into()))
+    );
+    // Margin: 3 s floor + 3 × 1 s assumed latency.
+    match submitted(&effects) {
+        Some(Command::Extend {
+            token,
+            due,
+            expires,
+        }) => {
+            assert_eq!(token.expose(), "ext-0");
+            assert_eq!(*due, t0 + LIFETIME - Duration::from_secs(6));
+            assert_eq!(*expires, t0 + LIFETIME - Duration::from_secs(1));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(lease.expires(), Some(t0 + LIFETIME));
+}
+
+#[test]
+fn the_margin_is_learned_from_the_queue() {
+    let mut lease = Lease::new(config());
+    lease.set_timing(
+        Some(Duration::from_millis(200)),
+        Some(Duration::from_millis(500)),
+    );
+    assert_eq!(lease.margin(), Duration::from_millis(3000 + 600 + 500));
+}
+
+#[test]
+fn an_extension_carries_the_new_token_into_the_url() {
+    let t0 = Instant::now();
+    let mut lease = live(t0);
+    let t1 = t0 + Duration::from_secs(294);
+    let effects = lease.handle(Input::Extended(Ok(extension(t1, 1))), t1);
+    assert_eq!(
+        published(&effects),
+        Some(Some("rtsps://cam.example:443/TOKEN0?auth=g.1.b".into()))
+    );
+    match submitted(&effects) {
+        Some(Command::Extend { token, due, .. }) => {
+            assert_eq!(token.expose(), "ext-1");
+            assert_eq!(*due, t1 + LIFETIME - Duration::from_secs(6));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(lease.counters().extended, 1);
+}
+
+#[test]
+fn a_transient_extension_failure_is_retried_at_once_with_the_same_token() {
+    let t0 = Instant::now();
+    let mut lease = live(t0);
+    let t1 = t0 + Duration::from_secs(294);
+    let effects = lease.handle(Input::Extended(Err(Failure::Transient("503".into()))), t1);
+    match submitted(&effects) {
+        Some(Command::Extend { token, due, .. }) => {
+            assert_eq!(token.expose(), "ext-0");
+            assert_eq!(*due, t1);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(lease.phase(), Phase::Live);
+    assert_eq!(lease.counters().consecutive_failures, 1);
+    assert_eq!(published(&effects), None, "the URL stays valid");
+}
+
+#[test]
+fn a_stale_token_means_a_new_stream_after_backoff() {
+    let t0 = Instant::now();
+    let mut lease = live(t0);
+    let t1 = t0 + Duration::from_secs(294);
+    let effects = lease.handle(
+        Input::Extended(Err(Failure::Gone("stale token".into()))),
+        t1,
+    );
+    assert_eq!(published(&effects), Some(None));
+    assert_eq!(lease.phase(), Phase::Backoff);
+    let until = lease.next_wakeup().unwrap();
+    let delay = until - t1;
+    assert!(
+        delay >= Duration::from_secs(2) && delay < Duration::from_secs(4),
+        "{delay:?}"
+    );
+    assert!(
+        lease
+            .handle(Input::Tick, until - Duration::from_millis(1))
+            .is_empty()
+    );
+    let effects = lease.handle(Input::Tick, until);
+    assert!(matches!(
+        submitted(&effects),
+        Some(Command::Generate { .. })
+    ));
+    assert_eq!(lease.counters().lost, 1);
+    assert_eq!(lease.counters().last_error.as_deref(), Some("stale token"));
+}
+
+#[test]
+fn backoff_grows_stays_capped_and_marks_degraded() {
+    let t0 = Instant::now();
+    let mut lease = Lease::new(config());
+    lease.handle(wanted(false), t0);
+    lease.handle(Input::Admission(Ok(())), t0);
+    let mut now = t0;
+    let mut delays = Vec::new();
+    for i in 0..12 {
+        lease.handle(
+            Input::Generated(Err(Failure::Transient(format!("fail {i}")))),
+            now,
+        );
+        let until = lease.next_wakeup().unwrap();
+        delays.push(until - now);
+        now = until;
+        lease.handle(Input::Tick, now);
+        assert_eq!(lease.phase(), Phase::Starting);
+        if i + 1 >= 3 {
+            assert!(lease.degraded());
+        }
+    }
+    assert!(
+        delays.iter().all(|d| *d < Duration::from_secs(60)),
+        "{delays:?}"
+    );
+    assert!(delays[11] >= Duration::from_secs(30), "{delays:?}");
+    assert!(delays[0] < Duration::from_secs(4), "{delays:?}");
+    lease.handle(Input::Generated(Ok(stream(now))), now);
+    assert!(!lease.degraded());
+    assert_eq!(lease.counters().consecutive_failures, 0);
+}
+
+#[test]
+fn a_fatal_failure_retries_only_at_the_longest_backoff() {
+    let t0 = Instant::now();
+    let mut lease = Lease::new(config());
+    lease.handle(wanted(false), t0);
+    lease.handle(Input::Admission(Ok(())), t0);
+    lease.handle(Input::Generated(Err(Failure::Fatal("revoked".into()))), t0);
+    assert_eq!(lease.next_wakeup(), Some(t0 + Duration::from_secs(60)));
+}
+
+#[test]
+fn after_the_grace_a_stream_goes_dormant_and_is_revived_without_a_new_generate() {
+    let t0 = Instant::now();
+    let mut lease = live(t0);
+    let t1 = t0 + Duration::from_secs(10);
+    let effects = lease.handle(unwanted(), t1);
+    assert!(effects.is_empty(), "still within the grace: {effects:?}");
+    assert_eq!(lease.next_wakeup(), Some(t1 + Duration::from_secs(30)));
+    let t2 = t1 + Duration::from_secs(30);
+    let effects = lease.handle(Input::Tick, t2);
+    assert!(effects.iter().any(|e| matches!(e, Effect::Release)));
+    assert!(matches!(submitted(&effects), Some(Command::Stop { .. })));
+    assert_eq!(lease.phase(), Phase::Dormant);
+
+    // Demand returns before the stop went out: cancel it, ask for a slot, keep the stream.
+    let t3 = t2 + Duration::from_secs(5);
+    let effects = lease.handle(wanted(true), t3);
+    assert!(matches!(
+        effects.as_slice(),
+        [Effect::Cancel, Effect::Admit]
+    ));
+    let effects = lease.handle(Input::Admission(Ok(())), t3);
+    assert!(matches!(submitted(&effects), Some(Command::Extend { .. })));
+    assert_eq!(lease.phase(), Phase::Live);
+    assert_eq!(lease.counters().generated, 1);
+}
+
+#[test]
+fn a_dormant_stream_ends_when_stopped_or_expired() {
+    let t0 = Instant::now();
+    let mut lease = live(t0);
+    lease.handle(unwanted(), t0);
+    lease.handle(Input::Tick, t0 + Duration::from_secs(30));
+    let effects = lease.handle(Input::Stopped, t0 + Duration::from_secs(31));
+    assert_eq!(published(&effects), Some(None));
+    assert_eq!(lease.phase(), Phase::Idle);
+
+    let mut lease = live(t0);
+    lease.handle(unwanted(), t0);
+    lease.handle(Input::Tick, t0 + Duration::from_secs(30));
+    let effects = lease.handle(Input::Tick, t0 + LIFETIME);
+    assert_eq!(published(&effects), Some(None));
+    assert_eq!(lease.phase(), Phase::Idle);
+    assert_eq!(
+        lease.counters().lost,
+        0,
+        "an unwanted stream that expires is not lost"
+    );
+}
+
+#[test]
+fn refusal_waits_and_gives_up_when_nobody_wants_it() {
+    let t0 = Instant::now();
+    let mut lease = Lease::new(config());
+    lease.handle(wanted(true), t0);
+    let retry_after = Duration::from_secs(30);
+    lease.handle(Input::Admission(Err(Refused { retry_after })), t0);
+    assert_eq!(lease.phase(), Phase::AtCapacity);
+    assert_eq!(lease.retry_at(), Some(t0 + retry_after));
+    let effects = lease.handle(Input::Tick, t0 + retry_after);
+    assert!(matches!(effects.as_slice(), [Effect::Admit]));
+    lease.handle(
+        Input::Admission(Err(Refused { retry_after })),
+        t0 + retry_after,
+    );
+    lease.handle(unwanted(), t0 + retry_after);
+    lease.handle(Input::Tick, t0 + retry_after + Duration::from_secs(30));
+    assert_eq!(lease.phase(), Phase::Idle);
+    assert_eq!(lease.counters().refusals, 2);
+}
+
+#[test]
+fn a_stream_that_expires_unextended_is_lost_and_replaced() {
+    let t0 = Instant::now();
+    let mut lease = live(t0);
+    let effects = lease.handle(Input::Tick, t0 + LIFETIME);
+    assert_eq!(published(&effects), Some(None));
+    assert_eq!(lease.phase(), Phase::Backoff);
+    assert_eq!(lease.counters().lost, 1);
+}
+
+#[test]
+fn a_refused_url_is_replaced() {
+    let t0 = Instant::now();
+    let mut lease = live(t0);
+    let effects = lease.handle(Input::Rejected, t0 + Duration::from_secs(5));
+    assert_eq!(published(&effects), Some(None));
+    assert_eq!(lease.phase(), Phase::Backoff);
+}
+
+#[test]
+fn demand_ending_while_starting_cancels_and_releases() {
+    let t0 = Instant::now();
+    let mut lease = Lease::new(config());
+    lease.handle(wanted(true), t0);
+    lease.handle(Input::Admission(Ok(())), t0);
+    lease.handle(unwanted(), t0);
+    let effects = lease.handle(Input::Tick, t0 + Duration::from_secs(30));
+    assert!(matches!(
+        effects.as_slice(),
+        [Effect::Cancel, Effect::Release]
+    ));
+    assert_eq!(lease.phase(), Phase::Idle);
+    // A late answer is ignored.
+    assert!(
+        lease
+            .handle(
+                Input::Generated(Ok(stream(t0))),
+                t0 + Duration::from_secs(31)
+            )
+            .is_empty()
+    );
+}
+
+/// Whatever happens, a lease never asks to be woken in the past: its driver would spin (and
+/// under paused time, never let the clock move).
+#[test]
+fn the_next_wakeup_is_always_in_the_future() {
+    let t0 = Instant::now();
+    let mut rng: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut random = move |below: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % below
+    };
+    for _ in 0..200 {
+        let mut lease = Lease::new(config());
+        let mut now = t0;
+        for step in 0..200 {
+            now += Duration::from_millis(random(120_000));
+            let input = match random(10) {
+                0 => wanted(random(2) == 0),
+                1 => unwanted(),
+                2 => Input::Admission(Ok(())),
+                3 => Input::Admission(Err(Refused {
+                    retry_after: Duration::from_secs(random(60) + 1),
+                })),
+                4 => Input::Generated(Ok(stream(now))),
+                5 => Input::Generated(Err(Failure::Gone("x".into()))),
+                6 => Input::Extended(Ok(extension(now, step))),
+                7 => Input::Extended(Err(Failure::Transient("y".into()))),
+                8 => Input::Stopped,
+                _ => Input::Tick,
+            };
+            lease.handle(input, now);
+            if let Some(wake) = lease.next_wakeup() {
+                assert!(wake > now, "wake-up in the past in {:?}", lease.phase());
+            }
+        }
+    }
+}

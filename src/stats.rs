@@ -1,0 +1,169 @@
+//! The `/stats` document: stable, serializable DTOs built from what the pipeline owns.
+//!
+//! Field names are part of the operator's contract; add fields, do not rename them. Durations
+//! are integer milliseconds (`_ms`) or seconds (`_s`). No field carries a URL with a token.
+
+use std::collections::BTreeMap;
+
+use camrelay_queue::QueueStats;
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::camera::{Camera, Source};
+use crate::lease::Phase;
+
+/// The whole document.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stats {
+    /// camrelay's version.
+    pub version: &'static str,
+    /// Seconds since start.
+    pub uptime_s: u64,
+    /// One entry per camera, ordered by id.
+    pub cameras: Vec<CameraStats>,
+    /// Totals.
+    pub aggregate: Aggregate,
+    /// The Nest command queue, when Nest is configured.
+    pub queue: Option<QueueStats>,
+    /// Nest access, when configured.
+    pub nest: Option<NestStats>,
+}
+
+/// One camera.
+#[derive(Debug, Clone, Serialize)]
+pub struct CameraStats {
+    /// Camera id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// `rtsp` or `nest`.
+    pub kind: &'static str,
+    /// The Nest device id.
+    pub device: Option<String>,
+    /// `idle`, `admitting`, `at_capacity`, `starting`, `live`, `backoff`, `dormant`; static
+    /// cameras are `live`.
+    pub state: Phase,
+    /// Repeated failures; still retrying.
+    pub degraded: bool,
+    /// Holders of demand (clients, viewers, always-on).
+    pub demand: usize,
+    /// The stream lease, for Nest cameras.
+    pub lease: Option<LeaseStats>,
+}
+
+/// A Nest camera's lease.
+#[derive(Debug, Clone, Serialize)]
+pub struct LeaseStats {
+    /// Milliseconds until the current stream expires.
+    pub expires_in_ms: Option<u64>,
+    /// Milliseconds until an admission refusal is retried.
+    pub retry_in_ms: Option<u64>,
+    /// The margin before expiry at which the next extension is due, ms.
+    pub margin_ms: u64,
+    /// Streams generated.
+    pub generated: u64,
+    /// Extensions.
+    pub extended: u64,
+    /// Failed commands.
+    pub failures: u64,
+    /// Failures since the last success.
+    pub consecutive_failures: u32,
+    /// Streams lost while wanted.
+    pub lost: u64,
+    /// Admission refusals.
+    pub refusals: u64,
+    /// The last failure, free of secrets.
+    pub last_error: Option<String>,
+}
+
+/// Totals over all cameras.
+#[derive(Debug, Clone, Serialize)]
+pub struct Aggregate {
+    /// Cameras known.
+    pub cameras: usize,
+    /// Cameras per state.
+    pub by_state: BTreeMap<Phase, usize>,
+    /// Degraded cameras.
+    pub degraded: usize,
+    /// Streams lost while wanted, all cameras.
+    pub lost: u64,
+}
+
+/// Nest access.
+#[derive(Debug, Clone, Serialize)]
+pub struct NestStats {
+    /// OAuth token requests made.
+    pub token_refreshes: u64,
+    /// Whether the last device discovery succeeded.
+    pub discovered: bool,
+    /// The last discovery failure, free of secrets.
+    pub discovery_error: Option<String>,
+}
+
+fn millis_until(at: Option<Instant>, now: Instant) -> Option<u64> {
+    at.map(|at| u64::try_from(at.saturating_duration_since(now).as_millis()).unwrap_or(u64::MAX))
+}
+
+impl CameraStats {
+    /// A camera's entry at `now`.
+    pub fn of(camera: &Camera, now: Instant) -> Self {
+        let demand = camera.demand().holders;
+        match &camera.source {
+            Source::Static { .. } => Self {
+                id: camera.id.clone(),
+                name: camera.name.clone(),
+                kind: "rtsp",
+                device: None,
+                state: Phase::Live,
+                degraded: false,
+                demand,
+                lease: None,
+            },
+            Source::Nest { device, lease } => {
+                let status = lease.borrow().clone();
+                let c = &status.counters;
+                Self {
+                    id: camera.id.clone(),
+                    name: camera.name.clone(),
+                    kind: "nest",
+                    device: Some(device.clone()),
+                    state: status.phase,
+                    degraded: status.degraded,
+                    demand,
+                    lease: Some(LeaseStats {
+                        expires_in_ms: millis_until(status.expires, now),
+                        retry_in_ms: millis_until(status.retry_at, now),
+                        margin_ms: u64::try_from(status.margin.as_millis()).unwrap_or(u64::MAX),
+                        generated: c.generated,
+                        extended: c.extended,
+                        failures: c.failures,
+                        consecutive_failures: c.consecutive_failures,
+                        lost: c.lost,
+                        refusals: c.refusals,
+                        last_error: c.last_error.clone(),
+                    }),
+                }
+            }
+        }
+    }
+}
+
+impl Aggregate {
+    /// Totals over `cameras`.
+    pub fn of(cameras: &[CameraStats]) -> Self {
+        let mut by_state = BTreeMap::new();
+        for c in cameras {
+            *by_state.entry(c.state).or_insert(0) += 1;
+        }
+        Self {
+            cameras: cameras.len(),
+            by_state,
+            degraded: cameras.iter().filter(|c| c.degraded).count(),
+            lost: cameras
+                .iter()
+                .filter_map(|c| c.lease.as_ref())
+                .map(|l| l.lost)
+                .sum(),
+        }
+    }
+}
