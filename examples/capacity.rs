@@ -48,25 +48,14 @@ async fn run(cameras: usize, hours: u64, reserve: &str, seed: u64) -> Figures {
         seed,
         ..FakeSdmConfig::with_rtsp_cameras(cameras)
     };
-    let mut vars: Vec<(String, String)> = vec![
-        ("CAMRELAY_NEST_PROJECT_ID".into(), fake.project_id.clone()),
-        ("CAMRELAY_NEST_CLIENT_ID".into(), fake.client_id.clone()),
-        (
-            "CAMRELAY_NEST_CLIENT_SECRET".into(),
-            fake.client_secret.clone(),
-        ),
-        (
-            "CAMRELAY_NEST_REFRESH_TOKEN".into(),
-            fake.refresh_token.clone(),
-        ),
+    let sdm = sdm::start(fake.clone()).await.unwrap();
+    let mut vars = camrelay::demo::fake_nest_env(&fake, &sdm);
+    vars.extend([
         ("CAMRELAY_NEST_BUDGET_RESERVE".into(), reserve.into()),
         ("CAMRELAY_ALWAYS_ON".into(), "true".into()),
         ("CAMRELAY_HTTP_ADDR".into(), "127.0.0.1:0".into()),
         ("CAMRELAY_RTSP_ADDR".into(), "127.0.0.1:0".into()),
-    ];
-    let sdm = sdm::start(fake).await.unwrap();
-    vars.push(("CAMRELAY_NEST_API_URL".into(), sdm.api_url()));
-    vars.push(("CAMRELAY_NEST_TOKEN_URL".into(), sdm.token_url()));
+    ]);
     let shutdown = CancellationToken::new();
     let relay = Relay::start(Config::from_vars(vars).unwrap(), shutdown.clone())
         .await

@@ -19,6 +19,22 @@ use crate::app::Relay;
 pub const DEMO_API_LATENCY: (Duration, Duration) =
     (Duration::from_millis(100), Duration::from_millis(300));
 
+/// The `CAMRELAY_NEST_*` variables that point the relay at a running fake SDM API with the
+/// fake's credentials (for the demo, the tests and the benchmarks).
+pub fn fake_nest_env(fake: &FakeSdmConfig, sdm: &FakeSdmHandle) -> Vec<(String, String)> {
+    [
+        ("CAMRELAY_NEST_PROJECT_ID", fake.project_id.clone()),
+        ("CAMRELAY_NEST_CLIENT_ID", fake.client_id.clone()),
+        ("CAMRELAY_NEST_CLIENT_SECRET", fake.client_secret.clone()),
+        ("CAMRELAY_NEST_REFRESH_TOKEN", fake.refresh_token.clone()),
+        ("CAMRELAY_NEST_API_URL", sdm.api_url()),
+        ("CAMRELAY_NEST_TOKEN_URL", sdm.token_url()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
 /// Where the demo listens.
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
@@ -45,22 +61,21 @@ impl Demo {
             latency_max: DEMO_API_LATENCY.1,
             ..FakeSdmConfig::default()
         };
-        let vars = vec![
-            ("CAMRELAY_NEST_PROJECT_ID", fake.project_id.clone()),
-            ("CAMRELAY_NEST_CLIENT_ID", fake.client_id.clone()),
-            ("CAMRELAY_NEST_CLIENT_SECRET", fake.client_secret.clone()),
-            ("CAMRELAY_NEST_REFRESH_TOKEN", fake.refresh_token.clone()),
-            ("CAMRELAY_ALWAYS_ON", "true".to_owned()),
-            ("CAMRELAY_HTTP_ADDR", options.http_addr.to_string()),
-            ("CAMRELAY_RTSP_ADDR", options.rtsp_addr.to_string()),
-        ];
-        let sdm = sdm::start(fake)
+        let sdm = sdm::start(fake.clone())
             .await
             .context("cannot start the simulated Nest API")?;
-        let mut vars: Vec<(String, String)> =
-            vars.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
-        vars.push(("CAMRELAY_NEST_API_URL".into(), sdm.api_url()));
-        vars.push(("CAMRELAY_NEST_TOKEN_URL".into(), sdm.token_url()));
+        let mut vars = fake_nest_env(&fake, &sdm);
+        vars.extend([
+            ("CAMRELAY_ALWAYS_ON".to_owned(), "true".to_owned()),
+            (
+                "CAMRELAY_HTTP_ADDR".to_owned(),
+                options.http_addr.to_string(),
+            ),
+            (
+                "CAMRELAY_RTSP_ADDR".to_owned(),
+                options.rtsp_addr.to_string(),
+            ),
+        ]);
         let config =
             Config::from_vars(vars).map_err(|e| anyhow::anyhow!("demo configuration: {e}"))?;
         let relay = Relay::start(config, shutdown).await?;

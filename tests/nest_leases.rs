@@ -21,23 +21,10 @@ struct Running {
 }
 
 async fn start(fake: FakeSdmConfig, extra: &[(&str, &str)]) -> Running {
-    let mut vars: Vec<(String, String)> = vec![
-        ("CAMRELAY_NEST_PROJECT_ID".into(), fake.project_id.clone()),
-        ("CAMRELAY_NEST_CLIENT_ID".into(), fake.client_id.clone()),
-        (
-            "CAMRELAY_NEST_CLIENT_SECRET".into(),
-            fake.client_secret.clone(),
-        ),
-        (
-            "CAMRELAY_NEST_REFRESH_TOKEN".into(),
-            fake.refresh_token.clone(),
-        ),
-        ("CAMRELAY_HTTP_ADDR".into(), "127.0.0.1:0".into()),
-        ("CAMRELAY_RTSP_ADDR".into(), "127.0.0.1:0".into()),
-    ];
-    let sdm = sdm::start(fake).await.unwrap();
-    vars.push(("CAMRELAY_NEST_API_URL".into(), sdm.api_url()));
-    vars.push(("CAMRELAY_NEST_TOKEN_URL".into(), sdm.token_url()));
+    let sdm = sdm::start(fake.clone()).await.unwrap();
+    let mut vars = camrelay::demo::fake_nest_env(&fake, &sdm);
+    vars.push(("CAMRELAY_HTTP_ADDR".into(), "127.0.0.1:0".into()));
+    vars.push(("CAMRELAY_RTSP_ADDR".into(), "127.0.0.1:0".into()));
     for (k, v) in extra {
         vars.push(((*k).into(), (*v).into()));
     }

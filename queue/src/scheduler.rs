@@ -659,6 +659,12 @@ impl<P: Job, S: BudgetStore> Scheduler<P, S> {
             .saturating_mul(1 << (*strikes - 1).min(16))
             .min(window);
         self.store.block_until(&bucket, now + backoff);
+        self.requeue(id, flight, payload, 1);
+    }
+
+    /// Puts a dispatched command back in the queue with its original deadlines and enqueue
+    /// time, counting `attempts` more dispatches.
+    fn requeue(&mut self, id: CommandId, flight: InFlight, payload: P, attempts: u32) {
         self.queued.push(Queued {
             id,
             request: Request {
@@ -670,7 +676,7 @@ impl<P: Job, S: BudgetStore> Scheduler<P, S> {
                 payload,
             },
             enqueued: flight.enqueued,
-            attempt: flight.attempt + 1,
+            attempt: flight.attempt + attempts,
         });
     }
 
@@ -685,19 +691,7 @@ impl<P: Job, S: BudgetStore> Scheduler<P, S> {
         let buckets = BudgetConfig::buckets_for(&flight.device, &flight.command);
         self.store.refund(&buckets, flight.dispatched);
         self.store.block_until(&BucketKey::Project, until.max(now));
-        self.queued.push(Queued {
-            id,
-            request: Request {
-                device: flight.device,
-                command: flight.command,
-                class: flight.class,
-                due: flight.due,
-                expires: flight.expires,
-                payload,
-            },
-            enqueued: flight.enqueued,
-            attempt: flight.attempt,
-        });
+        self.requeue(id, flight, payload, 0);
     }
 
     /// Removes every queued command of a class for which `keep` is false and returns their
