@@ -345,3 +345,35 @@ m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n";
         "{e}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_refresh_is_shared_and_the_old_token_serves_while_valid() {
+    let (sdm, client) = start().await;
+    client.authenticate().await.unwrap();
+    // Within the last minute of the token's hour: a refresh is due, and the endpoint is down.
+    tokio::time::advance(Duration::from_secs(3600 - 30)).await;
+    sdm.inject(Fault::TokenUnavailable, 100);
+    let calls: Vec<_> = (0..5)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move { client.authenticate().await })
+        })
+        .collect();
+    for call in calls {
+        call.await.unwrap().expect("the old token still works");
+    }
+    assert_eq!(sdm.stats().token_requests, 2, "one refresh attempt, shared");
+    // After the old token died, callers share the failure too.
+    tokio::time::advance(Duration::from_secs(60)).await;
+    let calls: Vec<_> = (0..5)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move { client.authenticate().await })
+        })
+        .collect();
+    for call in calls {
+        let e = call.await.unwrap().unwrap_err();
+        assert!(matches!(e.kind, NestErrorKind::Unavailable { .. }), "{e}");
+    }
+    assert_eq!(sdm.stats().token_requests, 3);
+}

@@ -4,7 +4,8 @@
 //! [`REFRESH_BEFORE_EXPIRY`] before it runs out, so a command never carries a token that dies in
 //! flight. The cache sits behind an async mutex held across the refresh: callers that arrive
 //! while a refresh runs wait for it and share its result, so a burst of commands costs one token
-//! request. `invalid_grant` means the refresh token itself is dead (revoked, or the 7-day limit of
+//! request; a failed refresh is shared the same way for [`FAILED_REFRESH_HOLDOFF`], and the old
+//! token is used while it still works. `invalid_grant` means the refresh token itself is dead (revoked, or the 7-day limit of
 //! an OAuth client in testing mode): that is remembered, and every later call fails at once with
 //! [`NestErrorKind::ReauthorizationRequired`] instead of hammering the token endpoint.
 //!
@@ -36,20 +37,29 @@ pub const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(60);
 /// last an hour; assuming less only refreshes earlier.
 pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(50 * 60);
 
+/// Longest access-token lifetime believed, whatever `expires_in` says.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// After a failed refresh, how long callers share its error (or keep using a still-valid old
+/// token) before the next attempt: a dead token endpoint is asked once per holdoff, not once per
+/// command.
+pub const FAILED_REFRESH_HOLDOFF: Duration = Duration::from_secs(2);
+
 /// Largest token-endpoint response read.
 const MAX_TOKEN_RESPONSE: usize = 64 * 1024;
 
 type OAuthClient =
     BasicClient<EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
 
-#[derive(Debug)]
-enum State {
-    Empty,
-    Valid {
-        token: SecretString,
-        expires: Instant,
-    },
-    Revoked,
+/// What the cache holds.
+#[derive(Debug, Default)]
+struct State {
+    /// The current access token and when it expires.
+    token: Option<(SecretString, Instant)>,
+    /// The last refresh failure and until when callers get it without a new attempt.
+    failure: Option<(NestError, Instant)>,
+    /// `invalid_grant` was answered: the refresh token is dead for good.
+    revoked: bool,
 }
 
 /// Hands out access tokens.
@@ -78,36 +88,50 @@ impl TokenSource {
             client,
             refresh_token: RefreshToken::new(refresh_token.expose_secret().to_owned()),
             http,
-            state: Mutex::new(State::Empty),
+            state: Mutex::new(State::default()),
             refreshes: AtomicU64::new(0),
         }
     }
 
-    /// A valid access token, refreshing it if it is missing or about to expire.
+    /// A valid access token, refreshing it if it is missing or about to expire. A failed
+    /// refresh is shared: callers within [`FAILED_REFRESH_HOLDOFF`] get the same error (or the
+    /// old token while it still works) instead of each trying again.
     pub(crate) async fn access_token(&self) -> Result<SecretString, NestError> {
         let mut state = self.state.lock().await;
-        match &*state {
-            State::Valid { token, expires }
-                if *expires > Instant::now() + REFRESH_BEFORE_EXPIRY =>
-            {
-                return Ok(token.clone());
-            }
-            State::Revoked => return Err(revoked()),
-            State::Empty | State::Valid { .. } => {}
+        if state.revoked {
+            return Err(revoked());
+        }
+        let now = Instant::now();
+        let usable = state
+            .token
+            .as_ref()
+            .filter(|(_, expires)| *expires > now)
+            .map(|(token, _)| token.clone());
+        if let Some((token, expires)) = &state.token
+            && *expires > now + REFRESH_BEFORE_EXPIRY
+        {
+            return Ok(token.clone());
+        }
+        if let Some((error, until)) = &state.failure
+            && *until > now
+        {
+            return usable.ok_or_else(|| error.clone());
         }
         match self.refresh().await {
             Ok((token, expires)) => {
-                *state = State::Valid {
-                    token: token.clone(),
-                    expires,
-                };
+                state.token = Some((token.clone(), expires));
+                state.failure = None;
                 Ok(token)
             }
             Err(e) => {
                 if e.kind == NestErrorKind::ReauthorizationRequired {
-                    *state = State::Revoked;
+                    state.revoked = true;
+                    state.token = None;
+                    return Err(e);
                 }
-                Err(e)
+                state.failure = Some((e.clone(), Instant::now() + FAILED_REFRESH_HOLDOFF));
+                // The old token still works for a while: use it rather than fail.
+                usable.ok_or(e)
             }
         }
     }
@@ -115,10 +139,13 @@ impl TokenSource {
     /// Drops `token` from the cache after the API refused it, so the next call refreshes.
     pub(crate) async fn invalidate(&self, refused: &SecretString) {
         let mut state = self.state.lock().await;
-        if let State::Valid { token, .. } = &*state
-            && token.expose_secret() == refused.expose_secret()
+        if state
+            .token
+            .as_ref()
+            .is_some_and(|(token, _)| token.expose_secret() == refused.expose_secret())
         {
-            *state = State::Empty;
+            state.token = None;
+            state.failure = None;
         }
     }
 
@@ -141,7 +168,11 @@ impl TokenSource {
             .request_async(&call)
             .await
             .map_err(|e| NestError::new(Operation::RefreshToken, None, token_error(e)))?;
-        let lifetime = response.expires_in().unwrap_or(DEFAULT_TOKEN_LIFETIME);
+        // A server may say anything; no token is trusted for longer than a day.
+        let lifetime = response
+            .expires_in()
+            .unwrap_or(DEFAULT_TOKEN_LIFETIME)
+            .min(MAX_TOKEN_LIFETIME);
         let token = SecretString::from(response.access_token().secret().clone());
         Ok((token, started + lifetime))
     }
@@ -163,8 +194,8 @@ fn token_error(
             BasicErrorResponseType::InvalidGrant => NestErrorKind::ReauthorizationRequired,
             other => NestErrorKind::TokenEndpoint {
                 detail: match response.error_description() {
-                    Some(d) => format!("{}: {}", other.as_ref(), remote_text(d)),
-                    None => other.as_ref().to_owned(),
+                    Some(d) => format!("{}: {}", remote_text(other.as_ref()), remote_text(d)),
+                    None => remote_text(other.as_ref()),
                 },
             },
         },

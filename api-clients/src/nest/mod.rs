@@ -24,7 +24,9 @@ use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 use url::Url;
 
-pub use auth::{DEFAULT_TOKEN_LIFETIME, REFRESH_BEFORE_EXPIRY};
+pub use auth::{
+    DEFAULT_TOKEN_LIFETIME, FAILED_REFRESH_HOLDOFF, MAX_TOKEN_LIFETIME, REFRESH_BEFORE_EXPIRY,
+};
 pub use error::{NestError, NestErrorKind, Operation, RateLimitBucket};
 pub use model::{
     Device, Expiry, ExtensionToken, LiveStream, Resolution, RtspExtension, RtspStream,
@@ -71,6 +73,7 @@ struct Inner {
     http: reqwest::Client,
     api_base: String,
     project_id: String,
+    request_timeout: Duration,
     tokens: auth::TokenSource,
 }
 
@@ -103,6 +106,7 @@ impl NestClient {
                 http,
                 api_base: config.api_url.as_str().trim_end_matches('/').to_owned(),
                 project_id: config.project_id.clone(),
+                request_timeout: config.request_timeout,
                 tokens,
             }),
         })
@@ -125,7 +129,7 @@ impl NestClient {
             self.inner.api_base, self.inner.project_id
         );
         let (list, _) = self
-            .call::<wire::DeviceList>(Operation::ListDevices, None, Method::GET, &url, None)
+            .call::<wire::DeviceList>(Operation::ListDevices, None, Method::GET, &url, None, None)
             .await?;
         Ok(list
             .devices
@@ -139,7 +143,7 @@ impl NestClient {
         let op = Operation::GetDevice;
         let url = self.device_url(op, device, "")?;
         let (d, _) = self
-            .call::<wire::Device>(op, Some(device), Method::GET, &url, None)
+            .call::<wire::Device>(op, Some(device), Method::GET, &url, None, None)
             .await?;
         model::device_from_wire(d).ok_or_else(|| {
             malformed(
@@ -173,12 +177,23 @@ impl NestClient {
         device: &str,
         token: &ExtensionToken,
     ) -> Result<RtspExtension, NestError> {
+        self.extend_rtsp_stream_by(device, token, None).await
+    }
+
+    /// [`Self::extend_rtsp_stream`], giving up at `deadline` (when the stream would be dead):
+    /// the request timeout is shortened so that a hung request still leaves time for a retry.
+    pub async fn extend_rtsp_stream_by(
+        &self,
+        device: &str,
+        token: &ExtensionToken,
+        deadline: Option<Instant>,
+    ) -> Result<RtspExtension, NestError> {
         let op = Operation::ExtendRtspStream;
         let params = wire::ExtensionParams {
             stream_extension_token: token.expose(),
         };
         let (r, reply) = self
-            .command::<_, wire::ExtendRtsp>(op, device, params)
+            .command_by::<_, wire::ExtendRtsp>(op, device, params, deadline)
             .await?;
         if r.stream_token.is_empty() {
             return Err(malformed(op, Some(device), "empty streamToken".into()));
@@ -279,6 +294,16 @@ impl NestClient {
         device: &str,
         params: P,
     ) -> Result<(R, Reply), NestError> {
+        self.command_by(op, device, params, None).await
+    }
+
+    async fn command_by<P: Serialize, R: DeserializeOwned>(
+        &self,
+        op: Operation,
+        device: &str,
+        params: P,
+        deadline: Option<Instant>,
+    ) -> Result<(R, Reply), NestError> {
         let url = self.device_url(op, device, ":executeCommand")?;
         let command = op.command().unwrap_or_default();
         let body = serde_json::to_vec(&wire::Command { command, params }).map_err(|e| {
@@ -291,7 +316,7 @@ impl NestClient {
             )
         })?;
         let (results, reply) = self
-            .call::<wire::Results<R>>(op, Some(device), Method::POST, &url, Some(body))
+            .call::<wire::Results<R>>(op, Some(device), Method::POST, &url, Some(body), deadline)
             .await?;
         Ok((results.results, reply))
     }
@@ -303,13 +328,22 @@ impl NestClient {
         method: Method,
         url: &str,
         body: Option<Vec<u8>>,
+        deadline: Option<Instant>,
     ) -> Result<(R, Reply), NestError> {
         let token = self.inner.tokens.access_token().await?;
         let sent = Instant::now();
+        let timeout = match deadline {
+            Some(deadline) if deadline <= sent => {
+                return Err(NestError::new(op, device, NestErrorKind::Timeout));
+            }
+            Some(deadline) => self.inner.request_timeout.min(deadline - sent),
+            None => self.inner.request_timeout,
+        };
         let mut request = self
             .inner
             .http
             .request(method, url)
+            .timeout(timeout)
             .bearer_auth(token.expose_secret());
         if let Some(body) = body {
             request = request.header(CONTENT_TYPE, "application/json").body(body);

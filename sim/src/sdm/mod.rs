@@ -155,6 +155,11 @@ impl FakeSdm {
         self.with_inner(|inner, now| inner.inject(now, fault, count));
     }
 
+    /// Replaces the device list (devices added to or removed from the home).
+    pub fn set_devices(&self, devices: Vec<FakeDevice>) {
+        self.with_inner(|inner, now| inner.set_devices(now, devices));
+    }
+
     /// Whether an RTSP client may open `{rtsp_base}/{url_path_token}?auth={auth}`:
     /// the stream must be live and `auth` its *current* stream token. Returns the
     /// device id.
@@ -251,6 +256,11 @@ impl FakeSdmHandle {
     /// See [`FakeSdm::inject`].
     pub fn inject(&self, fault: Fault, count: u32) {
         self.sdm.inject(fault, count);
+    }
+
+    /// See [`FakeSdm::set_devices`].
+    pub fn set_devices(&self, devices: Vec<FakeDevice>) {
+        self.sdm.set_devices(devices);
     }
 
     /// See [`FakeSdm::check_rtsp_access`].

@@ -123,6 +123,9 @@ pub enum Fault {
     /// `invalid_grant` from now on (`count` is ignored unless 0). Access tokens
     /// already issued keep working until they expire.
     RevokeRefreshToken,
+    /// The next `count` token requests are answered 503 (the token endpoint is
+    /// briefly down; nothing about the credentials changes).
+    TokenUnavailable,
 }
 
 /// Why [`FakeSdm::check_rtsp_access`](super::FakeSdm::check_rtsp_access) refused
@@ -377,6 +380,8 @@ pub(super) struct Inner {
     /// Access token → the instant it stops working.
     access_tokens: HashMap<String, Instant>,
     refresh_revoked: bool,
+    /// Token requests still to be answered 503 ([`Fault::TokenUnavailable`]).
+    token_faults: u32,
     /// Pending [`Fault::Status`], [`Fault::MalformedJson`] and [`Fault::WrongShape`]
     /// with their remaining counts, first in first out.
     command_faults: VecDeque<(Fault, u32)>,
@@ -427,6 +432,7 @@ impl Inner {
             start,
             access_tokens: HashMap::new(),
             refresh_revoked: false,
+            token_faults: 0,
             command_faults: VecDeque::new(),
             project_window: RollingWindow::new(MINUTE),
             list_window: RollingWindow::new(MINUTE),
@@ -500,6 +506,41 @@ impl Inner {
         }
     }
 
+    /// Replaces the device list, as if devices were added to or removed from the home.
+    /// Devices that stay keep their budgets and streams; streams of removed devices live on
+    /// until they expire.
+    pub(super) fn set_devices(&mut self, now: Instant, specs: Vec<FakeDevice>) {
+        self.sweep(now);
+        let mut order = Vec::new();
+        for spec in specs {
+            if order.contains(&spec.id) {
+                continue;
+            }
+            order.push(spec.id.clone());
+            match self.devices.get_mut(&spec.id) {
+                Some(device) => device.spec = spec,
+                None => {
+                    self.devices.insert(
+                        spec.id.clone(),
+                        DeviceState {
+                            spec,
+                            wanted: true,
+                            minute: RollingWindow::new(MINUTE),
+                            hour: RollingWindow::new(HOUR),
+                            per_command: HashMap::new(),
+                            stats: FakeDeviceStats {
+                                wanted: true,
+                                ..FakeDeviceStats::default()
+                            },
+                        },
+                    );
+                }
+            }
+        }
+        self.devices.retain(|id, _| order.contains(id));
+        self.device_order = order;
+    }
+
     pub(super) fn inject(&mut self, now: Instant, fault: Fault, count: u32) {
         if count == 0 {
             return;
@@ -513,6 +554,9 @@ impl Inner {
             }
             Fault::RevokeRefreshToken => {
                 self.refresh_revoked = true;
+            }
+            Fault::TokenUnavailable => {
+                self.token_faults = self.token_faults.saturating_add(count);
             }
         }
         self.sweep(now);
@@ -566,6 +610,16 @@ impl Inner {
     ) -> Result<Value, OAuthError> {
         self.sweep(now);
         self.stats.token_requests += 1;
+        if self.token_faults > 0 {
+            self.token_faults -= 1;
+            self.stats.injected_failures += 1;
+            self.stats.token_errors += 1;
+            return Err(OAuthError {
+                code: 503,
+                error: "temporarily_unavailable",
+                description: "The service is currently unavailable.".to_owned(),
+            });
+        }
         let result = self.grant(now, request);
         if result.is_err() {
             self.stats.token_errors += 1;
