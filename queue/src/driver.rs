@@ -124,6 +124,8 @@ type Reply<E> =
 struct Pending<E: Executor> {
     payload: Arc<E::Payload>,
     reply: Reply<E>,
+    /// Told when the command leaves for the API (from then on, cancelling loses its result).
+    on_send: Option<oneshot::Sender<()>>,
 }
 
 impl<E: Executor> Job for Pending<E> {
@@ -177,6 +179,17 @@ impl<E: Executor> QueueHandle<E> {
         &self,
         request: Request<E::Payload>,
     ) -> Result<E::Output, QueueError<E::Error>> {
+        self.execute_notified(request, None).await
+    }
+
+    /// [`Self::execute`], telling `on_send` when the command is sent to the API: until then,
+    /// dropping the future takes the command back unsent; after, the API may act on it and
+    /// only the result is lost.
+    pub async fn execute_notified(
+        &self,
+        request: Request<E::Payload>,
+        on_send: Option<oneshot::Sender<()>>,
+    ) -> Result<E::Output, QueueError<E::Error>> {
         let (reply, rx) = oneshot::channel();
         let Request {
             device,
@@ -195,6 +208,7 @@ impl<E: Executor> QueueHandle<E> {
             payload: Pending {
                 payload: Arc::new(payload),
                 reply,
+                on_send,
             },
         });
         self.tx
@@ -419,9 +433,12 @@ impl<E: Executor, S: BudgetStore> Queue<E, S> {
             device,
             command,
             attempt,
-            payload,
+            mut payload,
         } = dispatch;
         tracing::debug!(command = %id, %class, %device, name = %command, attempt, "sending command");
+        if let Some(on_send) = payload.on_send.take() {
+            let _ = on_send.send(());
+        }
         let executor = Arc::clone(&self.executor);
         let job = Arc::clone(&payload.payload);
         let handle = self.tasks.spawn(async move {

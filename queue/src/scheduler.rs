@@ -13,8 +13,9 @@
 //! 3. **Background starts** (always-on cameras, warm-up) only when the smooth plan keeps its
 //!    slack and the previous send is a smooth spacing ago, so that a boot-time burst does not
 //!    create extension clusters; after waiting `start_patience` they settle for any room.
-//! 4. **Stops**, only with headroom left in the window: a stream that is not extended expires by
-//!    itself, so a stop is a courtesy that must never cost an extension its slot.
+//! 4. **Stops**, only with headroom left in the window while extensions wait: a stream that is
+//!    not extended expires by itself, so a stop is a courtesy that must never cost an extension
+//!    its slot.
 //!
 //! The last execution slot is kept for extensions. A command rejected with HTTP 429 goes back
 //! into the queue with its deadlines and the bucket the API named is blocked with exponential
@@ -514,6 +515,7 @@ impl<P: Job, S: BudgetStore> Scheduler<P, S> {
             return Err(wake);
         }
         let used_after = u32::try_from(history.len()).unwrap_or(u32::MAX);
+        let extensions_waiting = self.queued.iter().any(|q| q.request.due.is_some());
         let mut unbound: Vec<usize> = (0..self.queued.len())
             .filter(|&i| self.queued[i].request.due.is_none())
             .collect();
@@ -531,7 +533,12 @@ impl<P: Job, S: BudgetStore> Scheduler<P, S> {
             let allowed = match q.request.class {
                 Class::ViewerStart => true,
                 Class::BackgroundStart => (room_smooth && spaced_from_last) || patient,
-                Class::Stop => room_smooth && used_after + self.config.stop_headroom <= limit,
+                // The headroom protects extensions; with none waiting (at shutdown every lease
+                // has given up its extension) stops may use the whole budget.
+                Class::Stop => {
+                    room_smooth
+                        && (!extensions_waiting || used_after + self.config.stop_headroom <= limit)
+                }
                 Class::Extend => false,
             };
             if !allowed {

@@ -287,3 +287,30 @@ async fn learned_timing_is_published() {
         Some(Duration::from_millis(100))
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_submitter_is_told_when_its_command_leaves_the_queue() {
+    let (handle, _, _, _) = start(config());
+    // An extension due in 100 s waits in the queue; its submitter hears nothing until then.
+    let (on_send, mut sent) = oneshot::channel();
+    let due = Instant::now().into_std() + Duration::from_secs(100);
+    let waiting = tokio::spawn({
+        let handle = handle.clone();
+        async move {
+            handle
+                .execute_notified(
+                    Request {
+                        due: Some(due),
+                        ..request("a", Class::Extend, answer(1))
+                    },
+                    Some(on_send),
+                )
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(99)).await;
+    assert!(sent.try_recv().is_err(), "not sent before it is due");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(sent.try_recv().is_ok(), "sent when due");
+    assert_eq!(waiting.await.unwrap().ok(), Some(1));
+}

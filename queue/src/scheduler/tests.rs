@@ -257,6 +257,31 @@ fn a_start_waits_when_it_would_push_an_extension_past_its_deadline() {
 }
 
 #[test]
+fn stops_use_the_whole_budget_when_no_extension_waits() {
+    let t0 = Instant::now();
+    let mut s = scheduler(no_guard());
+    for i in 0..8 {
+        s.submit(
+            request(
+                &format!("x{i}"),
+                "GenerateRtspStream",
+                Class::ViewerStart,
+                i,
+            ),
+            t0,
+        );
+    }
+    assert_eq!(drain(&mut s, t0).0.len(), 8);
+    for i in 0..2 {
+        s.submit(
+            request(&format!("s{i}"), "StopRtspStream", Class::Stop, 50 + i),
+            t0,
+        );
+    }
+    assert_eq!(drain(&mut s, at(t0, 1.0)).0, vec![50, 51]);
+}
+
+#[test]
 fn stops_need_headroom_and_expire() {
     let t0 = Instant::now();
     let mut s = scheduler(no_guard());
@@ -272,6 +297,8 @@ fn stops_need_headroom_and_expire() {
         );
     }
     assert_eq!(drain(&mut s, t0).0.len(), 8);
+    // A live stream's extension waits (due much later): stops must leave it headroom.
+    s.submit(extend("live", at(t0, 200.0), 99), t0);
     let stop = Request {
         expires: Some(at(t0, 30.0)),
         ..request("a", "StopRtspStream", Class::Stop, 50)
