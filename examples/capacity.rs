@@ -9,6 +9,7 @@
 //! cargo run --release --example capacity                    # 24 h, 40,45,46,48,50 cameras
 //! cargo run --release --example capacity -- 6 45,48 0       # hours, counts, budget reserve
 //! cargo run --release --example capacity -- 24 45 0.5 45     # exit 1 unless 45 hold (CI)
+//! cargo run --release --example capacity -- 24 47 0 0 3      # fifth argument: random seed
 //! ```
 //!
 //! Results and the machine they came from are recorded in docs/BENCHMARKS.md.
@@ -103,6 +104,7 @@ fn main() {
         .unwrap_or_else(|| vec![40, 45, 46, 48, 50]);
     let reserve = args.get(2).cloned().unwrap_or_else(|| "0.5".into());
     let required: Option<usize> = args.get(3).and_then(|a| a.parse().ok());
+    let seed: u64 = args.get(4).and_then(|a| a.parse().ok()).unwrap_or(7);
     println!(
         "capacity: {hours} simulated hours, 10 commands/min, 300 s streams, 100-800 ms latency, 1% 503s, budget reserve {reserve}/min"
     );
@@ -128,7 +130,7 @@ fn main() {
             .start_paused(true)
             .build()
             .unwrap();
-        let f = runtime.block_on(run(n, hours, &reserve, 7));
+        let f = runtime.block_on(run(n, hours, &reserve, seed));
         println!(
             "{:>7} {:>5} {:>8} {:>8} {:>5} {:>10} {:>12.2} {:>11} {:>6} {:>5} {:>5} {:>6.1}s",
             f.cameras,

@@ -2,6 +2,7 @@
 //! discovery, and the HTTP endpoints. [`Relay::start`] brings it up; cancelling the token it was
 //! given and awaiting [`Relay::stopped`] shuts it down within a bounded time.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -40,7 +41,8 @@ pub struct Relay {
     /// When the relay started.
     pub started: Instant,
     discovery: Mutex<DiscoveryState>,
-    always_on: Mutex<Vec<DemandGuard>>,
+    /// Demand held for always-on cameras, by camera id.
+    always_on: Mutex<BTreeMap<String, DemandGuard>>,
     /// Camera lease tasks: stopped first on shutdown, so their stops can still be sent.
     leases: Mutex<JoinSet<()>>,
     /// The command queue: cancelled after the leases.
@@ -80,7 +82,7 @@ impl Relay {
             config,
             started: Instant::now(),
             discovery: Mutex::new(DiscoveryState::default()),
-            always_on: Mutex::new(Vec::new()),
+            always_on: Mutex::new(BTreeMap::new()),
             leases: Mutex::new(JoinSet::new()),
             queue: Mutex::new(queue),
             tasks: Mutex::new(JoinSet::new()),
@@ -115,7 +117,8 @@ impl Relay {
             if cam.always_on {
                 self.keep_on(&camera);
             }
-            self.registry.insert(camera);
+            // Static ids are unique (the configuration checks it).
+            let _ = self.registry.insert(camera);
         }
     }
 
@@ -123,7 +126,15 @@ impl Relay {
         self.always_on
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push(camera.acquire(false));
+            .insert(camera.id.clone(), camera.acquire(false));
+    }
+
+    fn remove_camera(&self, id: &str) {
+        self.always_on
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(id);
+        self.registry.remove(id);
     }
 
     /// The outcome of the last discovery.
@@ -147,25 +158,28 @@ impl Relay {
             return Ok(());
         };
         let devices = nest.discover(nest_config.devices.as_deref()).await?;
+        // Removals first, so that a new device may take a vanished one's id.
+        for (device, id) in self.registry.nest_devices() {
+            if !devices.iter().any(|d| d.id == device) {
+                tracing::info!(camera = %id, %device, "Nest camera removed");
+                self.remove_camera(&id);
+            }
+        }
         let known = self.registry.nest_devices();
-        let taken: Vec<String> = self
-            .registry
-            .all()
-            .iter()
-            .filter(|c| matches!(c.source, Source::Static { .. }))
-            .map(|c| c.id.clone())
-            .collect();
+        let statics: Vec<String> = self.config.cameras.iter().map(|c| c.id.clone()).collect();
         let ids = camera::nest_ids(
             devices.iter().map(|d| (d.id.as_str(), d.display_name())),
-            &taken,
+            &statics,
         );
         for device in &devices {
             if known.contains_key(&device.id) {
+                // A camera keeps its id for as long as it lives.
                 continue;
             }
             let Some(id) = ids.get(&device.id) else {
                 continue;
             };
+            let id = camera::unique_id(id, &self.registry.ids());
             let cancel = shutdown.child_token();
             let lease_cancel = cancel.clone();
             let mut lease_task = None;
@@ -182,6 +196,11 @@ impl Relay {
                 },
                 cancel,
             );
+            if self.registry.insert(Arc::clone(&camera)).is_err() {
+                // Not reachable: the id was checked above and only this task adds cameras.
+                camera.cancel.cancel();
+                continue;
+            }
             if let Some(task) = lease_task {
                 let mut leases = self.leases.lock().unwrap_or_else(PoisonError::into_inner);
                 // Reap the tasks of removed cameras.
@@ -191,13 +210,6 @@ impl Relay {
             tracing::info!(camera = %id, device = %device.id, "Nest camera added");
             if self.config.always_on {
                 self.keep_on(&camera);
-            }
-            self.registry.insert(camera);
-        }
-        for (device, id) in known {
-            if !devices.iter().any(|d| d.id == device) {
-                tracing::info!(camera = %id, %device, "Nest camera removed");
-                self.registry.remove(&id);
             }
         }
         Ok(())

@@ -111,16 +111,25 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Adds a camera (replacing one with the same id, whose tasks are stopped).
-    pub fn insert(&self, camera: Arc<Camera>) {
-        let old = self
-            .cameras
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(camera.id.clone(), camera);
-        if let Some(old) = old {
-            old.cancel.cancel();
+    /// Adds a camera. An id already taken is refused (the camera is handed back): replacing
+    /// a camera would cut off its clients.
+    pub fn insert(&self, camera: Arc<Camera>) -> Result<(), Arc<Camera>> {
+        let mut cameras = self.cameras.write().unwrap_or_else(PoisonError::into_inner);
+        if cameras.contains_key(&camera.id) {
+            return Err(camera);
         }
+        cameras.insert(camera.id.clone(), camera);
+        Ok(())
+    }
+
+    /// Every id in use.
+    pub fn ids(&self) -> Vec<String> {
+        self.cameras
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect()
     }
 
     /// Removes a camera and stops its tasks.
@@ -193,30 +202,53 @@ pub fn slug(name: &str) -> String {
     out
 }
 
-/// Stable ids for Nest devices: the slug of the display name, or `nest` for a name without
-/// letters; a device whose slug is taken (by a static camera or by a device that sorts before it
-/// by device id) gets a short suffix derived from its device id, so ids do not depend on the
-/// order Google lists devices in.
+/// Readable ids for Nest devices, from the whole list Google returns: the slug of the display
+/// name (`nest` for a name without letters or digits). Where several devices share a slug, or a
+/// slug is a static camera's id, each of those devices gets a suffix derived from its device id.
+/// The answer depends only on the list, not on its order or on history, so a restart gives the
+/// same ids.
 pub fn nest_ids<'a>(
     devices: impl IntoIterator<Item = (&'a str, &'a str)>,
     taken: &[String],
 ) -> BTreeMap<String, String> {
-    let mut devices: Vec<(&str, &str)> = devices.into_iter().collect();
-    devices.sort_by_key(|&(device, _)| device);
-    let mut used: Vec<String> = taken.to_vec();
-    let mut ids = BTreeMap::new();
-    for (device, name) in devices {
-        let mut id = slug(name);
-        if id.is_empty() {
-            id = "nest".to_owned();
-        }
-        if used.contains(&id) {
-            id = format!("{id}-{}", short_hash(device));
-        }
-        used.push(id.clone());
-        ids.insert(device.to_owned(), id);
+    let slugs: Vec<(&str, String)> = devices
+        .into_iter()
+        .map(|(device, name)| {
+            let slug = slug(name);
+            (
+                device,
+                if slug.is_empty() {
+                    "nest".to_owned()
+                } else {
+                    slug
+                },
+            )
+        })
+        .collect();
+    slugs
+        .iter()
+        .map(|(device, slug)| {
+            let shared = slugs.iter().filter(|(_, s)| s == slug).count() > 1;
+            let id = if shared || taken.contains(slug) {
+                format!("{slug}-{}", short_hash(device))
+            } else {
+                slug.clone()
+            };
+            ((*device).to_owned(), id)
+        })
+        .collect()
+}
+
+/// `id`, or `id-2`, `id-3`, … the first not in `taken` (for the rare hash collision, or a
+/// camera that kept an id from before a duplicate name appeared).
+pub fn unique_id(id: &str, taken: &[String]) -> String {
+    if !taken.iter().any(|t| t == id) {
+        return id.to_owned();
     }
-    ids
+    (2u32..)
+        .map(|n| format!("{id}-{n}"))
+        .find(|candidate| !taken.contains(candidate))
+        .unwrap_or_else(|| id.to_owned())
 }
 
 /// Six hex digits from a stable hash of `text` (FNV-1a: `DefaultHasher` is not stable across
@@ -250,12 +282,16 @@ mod tests {
             ("AAA", "Garage"),
             ("CCC", "front door"),
             ("DDD", "!!!"),
+            ("EEE", "Porch"),
         ];
         let ids = nest_ids(devices.iter().copied(), &["front-door".to_owned()]);
-        assert_eq!(ids["AAA"], "garage");
-        assert!(ids["BBB"].starts_with("garage-") && ids["BBB"].len() == "garage-".len() + 6);
+        // Both garages are suffixed: neither owns the plain name, whoever was listed first.
+        assert!(ids["AAA"].starts_with("garage-") && ids["AAA"].len() == "garage-".len() + 6);
+        assert!(ids["BBB"].starts_with("garage-"));
+        assert_ne!(ids["AAA"], ids["BBB"]);
         assert!(ids["CCC"].starts_with("front-door-"));
         assert_eq!(ids["DDD"], "nest");
+        assert_eq!(ids["EEE"], "porch");
         // Same answer whatever the listing order.
         let mut reversed = devices;
         reversed.reverse();
@@ -263,6 +299,33 @@ mod tests {
             nest_ids(reversed.iter().copied(), &["front-door".to_owned()]),
             ids
         );
+    }
+
+    #[test]
+    fn unique_ids_count_up() {
+        let taken = vec!["a".to_owned(), "a-2".to_owned()];
+        assert_eq!(unique_id("b", &taken), "b");
+        assert_eq!(unique_id("a", &taken), "a-3");
+    }
+
+    #[test]
+    fn the_registry_never_replaces_a_camera() {
+        let registry = Registry::default();
+        let make = |name: &str| {
+            Camera::new(
+                "c".into(),
+                name.into(),
+                |_| Source::Static {
+                    url: StreamUrl::new(url::Url::parse("rtsp://h/x").unwrap()),
+                },
+                CancellationToken::new(),
+            )
+        };
+        let first = make("first");
+        assert!(registry.insert(Arc::clone(&first)).is_ok());
+        assert!(registry.insert(make("second")).is_err());
+        assert_eq!(registry.get("c").unwrap().name, "first");
+        assert!(!first.cancel.is_cancelled());
     }
 
     #[test]

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use camrelay_api_clients::nest::{
-    Device, ExtensionToken, NestClient, NestError, NestErrorKind, RateLimitBucket, RtspExtension,
-    RtspStream,
+    Device, ExtensionToken, NestClient, NestError, NestErrorKind, Operation, RateLimitBucket,
+    RtspExtension, RtspStream,
 };
 use camrelay_config::{LeaseTuning, NestBudget};
 use camrelay_queue::{
@@ -28,8 +28,14 @@ use crate::lease::{Demand, LeaseConfig};
 pub enum NestCommand {
     /// `GenerateRtspStream`.
     Generate,
-    /// `ExtendRtspStream` with the current token.
-    Extend(ExtensionToken),
+    /// `ExtendRtspStream` with the current token; the request gives up at `deadline` (when
+    /// the stream would be dead anyway).
+    Extend {
+        /// The current extension token.
+        token: ExtensionToken,
+        /// When to stop waiting for the answer.
+        deadline: Option<tokio::time::Instant>,
+    },
     /// `StopRtspStream` with the current token.
     Stop(ExtensionToken),
 }
@@ -80,9 +86,9 @@ impl Executor for NestExecutor {
                 .generate_rtsp_stream(device)
                 .await
                 .map(NestReply::Generated),
-            NestCommand::Extend(token) => self
+            NestCommand::Extend { token, deadline } => self
                 .client
-                .extend_rtsp_stream(device, token)
+                .extend_rtsp_stream_by(device, token, *deadline)
                 .await
                 .map(NestReply::Extended),
             NestCommand::Stop(token) => self
@@ -94,6 +100,10 @@ impl Executor for NestExecutor {
     }
 
     fn classify(error: &NestError) -> ErrorClass {
+        if error.operation == Operation::RefreshToken {
+            // The SDM request was never sent: it cost no budget.
+            return ErrorClass::NotAccepted;
+        }
         match &error.kind {
             NestErrorKind::RateLimited { bucket, .. } => ErrorClass::RateLimited(match bucket {
                 RateLimitBucket::Project => RateLimitScope::Project,

@@ -4,87 +4,13 @@
 // Tests may panic on unexpected values; that is how they fail.
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
-use camrelay::app::Relay;
 use camrelay::lease::Phase;
-use camrelay::stats::Stats;
-use camrelay_config::Config;
-use camrelay_sim::sdm::{self, FakeSdmConfig, FakeSdmHandle, FakeSdmStats, Fault};
-use tokio_util::sync::CancellationToken;
-
-struct Running {
-    relay: Arc<Relay>,
-    sdm: FakeSdmHandle,
-    shutdown: CancellationToken,
-}
-
-async fn start(fake: FakeSdmConfig, extra: &[(&str, &str)]) -> Running {
-    let sdm = sdm::start(fake.clone()).await.unwrap();
-    let mut vars = camrelay::demo::fake_nest_env(&fake, &sdm);
-    vars.push(("CAMRELAY_HTTP_ADDR".into(), "127.0.0.1:0".into()));
-    vars.push(("CAMRELAY_RTSP_ADDR".into(), "127.0.0.1:0".into()));
-    for (k, v) in extra {
-        vars.push(((*k).into(), (*v).into()));
-    }
-    let config = Config::from_vars(vars).unwrap();
-    let shutdown = CancellationToken::new();
-    let relay = Relay::start(config, shutdown.clone()).await.unwrap();
-    Running {
-        relay,
-        sdm,
-        shutdown,
-    }
-}
-
-async fn stats(r: &Running) -> Stats {
-    camrelay::http::collect(&r.relay).await
-}
-
-fn phases(stats: &Stats) -> Vec<(String, Phase)> {
-    stats
-        .cameras
-        .iter()
-        .map(|c| (c.id.clone(), c.state))
-        .collect()
-}
-
-/// Lets simulated time pass until `done` holds, checking every second, or panics after `limit`.
-async fn until(r: &Running, limit: Duration, done: impl Fn(&Stats) -> bool) -> Stats {
-    let start = tokio::time::Instant::now();
-    loop {
-        let s = stats(r).await;
-        if done(&s) {
-            return s;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "not reached within {limit:?}: {:?}",
-            phases(&s)
-        );
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
-fn all_live(n: usize) -> impl Fn(&Stats) -> bool {
-    move |s| s.cameras.len() == n && s.cameras.iter().all(|c| c.state == Phase::Live)
-}
-
-fn realistic(fake: FakeSdmConfig) -> FakeSdmConfig {
-    FakeSdmConfig {
-        latency_min: Duration::from_millis(100),
-        latency_max: Duration::from_millis(800),
-        failure_rate: 0.01,
-        seed: 7,
-        ..fake
-    }
-}
-
-fn no_stream_lost(sdm: &FakeSdmStats) {
-    assert_eq!(sdm.expired_while_wanted, 0, "{sdm:?}");
-    assert!(sdm.max_accepted_in_any_window <= 10, "{sdm:?}");
-}
+use camrelay_sim::sdm::{FakeSdmConfig, Fault};
+use common::{Running, all_live, no_stream_lost, phases, realistic, start, stats, until};
 
 #[tokio::test(start_paused = true)]
 async fn always_on_cameras_stay_live_for_hours_on_just_in_time_extensions() {
@@ -307,71 +233,95 @@ async fn a_revoked_refresh_token_keeps_the_relay_unready_and_says_why() {
     assert!(!r.relay.ready());
 }
 
-/// A `tracing` writer that keeps everything written to it.
-#[derive(Clone, Default)]
-struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+#[tokio::test(start_paused = true)]
+async fn an_unreachable_api_is_retried_at_a_pace() {
+    let r = start(FakeSdmConfig::default(), &[("CAMRELAY_ALWAYS_ON", "true")]).await;
+    until(&r, Duration::from_secs(60), all_live(3)).await;
+    let Running { relay, sdm, .. } = r;
+    // Google goes away: every request fails at once (connection refused).
+    sdm.shutdown_and_wait().await;
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    let queue = camrelay::http::collect(&relay).await.queue.unwrap();
+    // Per camera: a few paced extension retries before expiry, then re-generates at
+    // 2, 4, 8, … s backoff capped at 60 s: some tens in ten minutes, not thousands.
+    assert!(
+        queue.failed > 3 && queue.failed < 150,
+        "{} failed commands",
+        queue.failed
+    );
 }
 
 #[tokio::test(start_paused = true)]
-async fn no_secret_or_stream_token_reaches_logs_or_stats() {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-
+async fn discovery_follows_devices_coming_and_going_without_touching_the_others() {
+    use camrelay_sim::sdm::FakeDevice;
+    let garage = FakeDevice::rtsp_camera("device-001", "Garage", "Garage");
+    let porch = FakeDevice::rtsp_camera("device-002", "Porch", "Porch");
     let fake = FakeSdmConfig {
-        client_secret: "client-secret-4d7e21".into(),
-        refresh_token: "refresh-token-9a0c55".into(),
+        devices: vec![garage.clone(), porch],
         ..FakeSdmConfig::default()
     };
-    let r = start(fake, &[("CAMRELAY_ALWAYS_ON", "true")]).await;
-    until(&r, Duration::from_secs(60), all_live(3)).await;
-    // Errors and extensions happen too, so their messages are covered.
-    r.sdm.inject(Fault::MalformedJson, 1);
-    tokio::time::sleep(Duration::from_secs(900)).await;
-
-    let mut secrets = vec![
-        "client-secret-4d7e21".to_owned(),
-        "refresh-token-9a0c55".to_owned(),
-    ];
-    for camera in r.relay.registry.all() {
-        if let camrelay::camera::Source::Nest { lease, .. } = &camera.source {
-            let url = lease.borrow().url.clone().expect("a live stream has a URL");
-            let url = url.expose();
-            secrets.push(url.path().rsplit('/').next().unwrap().to_owned());
-            secrets.extend(url.query_pairs().map(|(_, v)| v.into_owned()));
-        }
-    }
-    assert!(secrets.len() >= 2 + 3 * 2, "{secrets:?}");
-    let stats = serde_json::to_string(&stats(&r).await).unwrap();
-    let listing = reqwest::get(format!("http://{}/api/cameras", r.relay.http_addr))
-        .await
-        .unwrap()
-        .text()
-        .await
+    let r = start(
+        fake,
+        &[
+            ("CAMRELAY_ALWAYS_ON", "true"),
+            ("CAMRELAY_NEST_DISCOVERY_INTERVAL", "1m"),
+        ],
+    )
+    .await;
+    let s = until(&r, Duration::from_secs(60), all_live(2)).await;
+    assert_eq!(
+        phases(&s).into_iter().map(|(id, _)| id).collect::<Vec<_>>(),
+        vec!["garage", "porch"]
+    );
+    // The porch camera goes; a second camera called Garage arrives.
+    r.sdm.set_devices(vec![
+        garage,
+        FakeDevice::rtsp_camera("device-003", "Garage", "Workshop"),
+    ]);
+    let s = until(&r, Duration::from_secs(180), |s| {
+        s.cameras.len() == 2 && all_live(2)(s) && !s.cameras.iter().any(|c| c.id == "porch")
+    })
+    .await;
+    let old = s
+        .cameras
+        .iter()
+        .find(|c| c.device.as_deref() == Some("device-001"))
         .unwrap();
-    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
-    assert!(logs.contains("lease changed"), "the logs were captured");
-    for secret in &secrets {
-        for (what, text) in [
-            ("stats", &stats),
-            ("camera list", &listing),
-            ("logs", &logs),
-        ] {
-            assert!(!text.contains(secret.as_str()), "{what} reveal {secret}");
-        }
-    }
+    assert_eq!(old.id, "garage", "a live camera keeps its id");
+    assert_eq!(old.lease.as_ref().unwrap().generated, 1, "and its stream");
+    let new = s
+        .cameras
+        .iter()
+        .find(|c| c.device.as_deref() == Some("device-003"))
+        .unwrap();
+    assert!(new.id.starts_with("garage-"), "{}", new.id);
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_sends_as_many_stops_as_the_budget_allows() {
+    let r = start(
+        FakeSdmConfig::with_rtsp_cameras(10),
+        &[("CAMRELAY_ALWAYS_ON", "true")],
+    )
+    .await;
+    until(&r, Duration::from_secs(300), all_live(10)).await;
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    let queue = stats(&r).await.queue.unwrap();
+    let free = queue
+        .buckets
+        .iter()
+        .find(|b| b.bucket == "project")
+        .unwrap()
+        .remaining;
+    assert!(free > 0, "{queue:?}");
+    r.shutdown.cancel();
+    r.relay.stopped().await;
+    let sdm = r.sdm.stats();
+    // No extension waits any more, so stops may take every free slot (and slots that free
+    // within the leases' stop timeout), but never more than the budget.
+    assert!(
+        sdm.stops >= u64::from(free).min(10),
+        "{free} free slots, {sdm:?}"
+    );
+    no_stream_lost(&sdm);
 }

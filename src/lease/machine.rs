@@ -42,6 +42,11 @@ pub const INITIAL_LATENCY_ESTIMATE: Duration = Duration::from_secs(1);
 /// Attempts an extension's margin is sized for: the first plus two retries.
 pub const EXTENSION_ATTEMPTS: u32 = 3;
 
+/// Shortest time between the starts of two attempts to extend a stream. A refused connection
+/// fails in microseconds; without it the retries would spin. A slower failure is retried at
+/// once.
+pub const EXTEND_RETRY_MIN_DELAY: Duration = Duration::from_millis(250);
+
 /// Tuning knobs, from `CAMRELAY_NEST_*`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LeaseConfig {
@@ -107,8 +112,14 @@ pub enum Input {
     Extended(Result<RtspExtension, Failure>),
     /// `StopRtspStream` finished (or was dropped by the queue).
     Stopped,
-    /// The ingest found the URL refused (e.g. DESCRIBE 404): the stream is gone.
-    Rejected,
+    /// The command in flight (an extension or a stop) left the queue for the API: from now on
+    /// its answer matters even if nobody wants the stream.
+    Sent,
+    /// The ingest found the URL of `generation` refused (e.g. DESCRIBE 404): the stream is gone.
+    Rejected {
+        /// [`Lease::generation`] when the refused URL was published.
+        generation: u64,
+    },
     /// A timer the lease asked for fired (or any time passes).
     Tick,
 }
@@ -193,17 +204,38 @@ enum State {
         retry_at: Instant,
     },
     Generating,
+    /// A stream is live. `extension`: where its next extension stands. `retry_at`: the next
+    /// extension attempt after a transient failure.
     Live {
         grant: Grant,
-        extending: bool,
+        extension: Flight,
+        retry_at: Option<Instant>,
+        /// When the current extension attempt left for the API.
+        sent_at: Option<Instant>,
     },
     Backoff {
         until: Instant,
     },
+    /// Nobody wants the stream; it is kept until it expires. `extension`: an extension sent
+    /// while it was live and not answered yet (its answer carries the token a stop needs).
+    /// `stop`: where the stop stands.
     Dormant {
         grant: Grant,
-        stopping: bool,
+        extension: Flight,
+        stop: Flight,
     },
+}
+
+/// Where a command of the lease stands. A queued command can be taken back for free; a sent one
+/// may act at Google, so its answer is awaited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flight {
+    /// None.
+    Idle,
+    /// Waiting in the command queue.
+    Queued,
+    /// Sent to the API, not answered yet.
+    Sent,
 }
 
 /// Counters and the last error, for operators.
@@ -231,7 +263,7 @@ pub struct Lease {
     config: LeaseConfig,
     state: State,
     demand: Demand,
-    /// When demand dropped to zero, if it did.
+    /// When demand dropped to zero, if it did and the grace is not over.
     released_at: Option<Instant>,
     admitted: bool,
     latency_p99: Option<Duration>,
@@ -239,6 +271,8 @@ pub struct Lease {
     backoff: ExponentialBackoff,
     counters: LeaseCounters,
     degraded: bool,
+    /// Counts URL changes, so a refusal of an outdated URL is told apart.
+    generation: u64,
 }
 
 impl Lease {
@@ -256,6 +290,7 @@ impl Lease {
             backoff,
             counters: LeaseCounters::default(),
             degraded: false,
+            generation: 0,
         }
     }
 
@@ -267,9 +302,8 @@ impl Lease {
 
     /// The margin before expiry at which the next extension is due.
     pub fn margin(&self) -> Duration {
-        let latency = self.latency();
         self.config.min_margin
-            + latency * EXTENSION_ATTEMPTS
+            + self.latency() * EXTENSION_ATTEMPTS
             + self.lateness_p99.unwrap_or_default()
     }
 
@@ -295,6 +329,11 @@ impl Lease {
         self.degraded
     }
 
+    /// Which published URL is current: it changes with every new stream or extension.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// When the current stream expires, if there is one.
     pub fn expires(&self) -> Option<Instant> {
         match &self.state {
@@ -316,13 +355,17 @@ impl Lease {
         &self.counters
     }
 
-    /// The next instant [`Input::Tick`] is needed, if any.
+    /// The next instant [`Input::Tick`] is needed, if any. Always after the `now` of the last
+    /// [`Self::handle`].
     pub fn next_wakeup(&self) -> Option<Instant> {
         let state = match &self.state {
             State::AtCapacity { retry_at } => Some(*retry_at),
             State::Backoff { until } => Some(*until),
-            State::Live { grant, .. } | State::Dormant { grant, .. } => Some(grant.expires),
-            State::Admitting {
+            State::Live {
+                grant, retry_at, ..
+            } => Some(retry_at.map_or(grant.expires, |r| r.min(grant.expires))),
+            State::Dormant { grant, .. }
+            | State::Admitting {
                 revive: Some(grant),
             } => Some(grant.expires),
             State::Idle | State::Admitting { revive: None } | State::Generating => None,
@@ -352,10 +395,9 @@ impl Lease {
     /// On shutdown: the stop for the current stream, if any, to send if the budget allows.
     pub fn shutdown(&mut self) -> Option<Command> {
         let grant = match std::mem::replace(&mut self.state, State::Idle) {
-            State::Live { grant, .. }
-            | State::Dormant {
-                grant,
-                stopping: false,
+            State::Live { grant, .. } | State::Dormant { grant, .. } => grant,
+            State::Admitting {
+                revive: Some(grant),
             } => grant,
             _ => return None,
         };
@@ -381,28 +423,52 @@ impl Lease {
             Input::Generated(result) => self.on_generated(result, now, &mut effects),
             Input::Extended(result) => self.on_extended(result, now, &mut effects),
             Input::Stopped => {
-                if let State::Dormant { stopping: true, .. } = self.state {
+                if let State::Dormant {
+                    stop: Flight::Queued | Flight::Sent,
+                    ..
+                } = self.state
+                {
                     self.state = State::Idle;
-                    effects.push(Effect::Publish(None));
+                    self.publish(None, &mut effects);
                 }
             }
-            Input::Rejected => {
-                if let State::Live { .. } = self.state {
-                    self.fail(
-                        Failure::Gone("the stream URL was refused".into()),
-                        now,
-                        &mut effects,
-                    );
-                    self.counters.lost += 1;
-                } else if let State::Dormant { .. } = self.state {
-                    self.state = State::Idle;
-                    effects.push(Effect::Publish(None));
+            Input::Sent => match &mut self.state {
+                State::Live {
+                    extension: flight @ Flight::Queued,
+                    sent_at,
+                    ..
+                } => {
+                    *flight = Flight::Sent;
+                    *sent_at = Some(now);
+                }
+                State::Dormant {
+                    stop: flight @ Flight::Queued,
+                    ..
+                } => *flight = Flight::Sent,
+                _ => {}
+            },
+            Input::Rejected { generation } => {
+                // A refusal of an older URL (before the last extension) says nothing about
+                // the current one.
+                if generation == self.generation {
+                    match self.state {
+                        State::Live { .. } => {
+                            self.counters.lost += 1;
+                            let failure = Failure::Gone("the stream URL was refused".into());
+                            self.fail(failure, now, &mut effects);
+                        }
+                        State::Dormant { .. } => {
+                            self.state = State::Idle;
+                            self.publish(None, &mut effects);
+                        }
+                        _ => {}
+                    }
                 }
             }
             Input::Tick => {}
         }
         self.advance(now, &mut effects);
-        // The grace is over (or never started): nothing to wake up for.
+        // The grace is over (or demand is back): nothing to wake up for.
         if self
             .released_at
             .is_some_and(|at| self.demand.holders > 0 || now >= at + self.config.idle_grace)
@@ -410,6 +476,11 @@ impl Lease {
             self.released_at = None;
         }
         effects
+    }
+
+    fn publish(&mut self, url: Option<StreamUrl>, effects: &mut Vec<Effect>) {
+        self.generation += 1;
+        effects.push(Effect::Publish(url));
     }
 
     /// Moves on from the current state given demand and time.
@@ -426,18 +497,17 @@ impl Lease {
                 if revive.as_ref().is_some_and(|g| now >= g.expires) {
                     // The dormant stream ran out while we waited for a slot: start afresh.
                     *revive = None;
-                    effects.push(Effect::Publish(None));
+                    self.publish(None, effects);
                 }
+                let State::Admitting { revive } = &mut self.state else {
+                    return;
+                };
                 if !wanted {
                     effects.push(Effect::Cancel);
-                    self.state = match revive.take() {
-                        Some(grant) => State::Dormant {
-                            grant,
-                            stopping: false,
-                        },
-                        None => State::Idle,
-                    };
-                    self.advance(now, effects);
+                    match revive.take() {
+                        Some(grant) => self.go_dormant(grant, effects),
+                        None => self.state = State::Idle,
+                    }
                 }
             }
             State::Generating => {
@@ -463,47 +533,97 @@ impl Lease {
                     self.generate(effects);
                 }
             }
-            State::Live { grant, extending } => {
+            State::Live {
+                grant,
+                extension,
+                retry_at,
+                ..
+            } => {
                 if now >= grant.expires {
                     self.counters.lost += 1;
                     let failure = Failure::Gone("the stream expired before it was extended".into());
                     self.fail(failure, now, effects);
                 } else if !wanted {
                     let grant = grant.clone();
-                    effects.push(Effect::Cancel);
+                    let extension = *extension;
                     self.release(effects);
-                    effects.push(Effect::Submit(Command::Stop {
-                        token: grant.token.clone(),
-                        expires: grant.expires,
-                    }));
-                    self.state = State::Dormant {
-                        grant,
-                        stopping: true,
-                    };
-                } else if !*extending {
-                    *extending = true;
+                    match extension {
+                        // A sent extension may spend the token: wait for its answer (its new
+                        // token is what a stop needs).
+                        Flight::Sent => {
+                            self.state = State::Dormant {
+                                grant,
+                                extension: Flight::Sent,
+                                stop: Flight::Idle,
+                            };
+                        }
+                        Flight::Queued => {
+                            effects.push(Effect::Cancel);
+                            self.go_dormant(grant, effects);
+                        }
+                        Flight::Idle => self.go_dormant(grant, effects),
+                    }
+                } else if *extension == Flight::Idle && retry_at.is_none_or(|r| r <= now) {
+                    *extension = Flight::Queued;
+                    *retry_at = None;
                     if let Some(command) = self.extend_command(now) {
                         effects.push(Effect::Submit(command));
                     }
                 }
             }
-            State::Dormant { grant, stopping } => {
+            State::Dormant {
+                grant,
+                extension,
+                stop,
+            } => {
                 if now >= grant.expires {
-                    self.state = State::Idle;
-                    effects.push(Effect::Publish(None));
-                    self.advance(now, effects);
-                } else if wanted {
-                    if *stopping {
+                    if *extension != Flight::Idle || *stop != Flight::Idle {
                         effects.push(Effect::Cancel);
                     }
-                    let grant = grant.clone();
-                    self.state = State::Admitting {
-                        revive: Some(grant),
-                    };
+                    self.state = State::Idle;
+                    self.publish(None, effects);
+                    self.advance(now, effects);
+                } else if *extension != Flight::Idle {
+                    // Wait for the extension's answer: it decides the token.
+                } else if wanted {
+                    match *stop {
+                        // The stop may have gone out: start afresh rather than revive a stream
+                        // that might be stopped.
+                        Flight::Sent => {
+                            effects.push(Effect::Cancel);
+                            self.state = State::Admitting { revive: None };
+                            self.publish(None, effects);
+                        }
+                        Flight::Queued | Flight::Idle => {
+                            if *stop == Flight::Queued {
+                                effects.push(Effect::Cancel);
+                            }
+                            let grant = grant.clone();
+                            self.state = State::Admitting {
+                                revive: Some(grant),
+                            };
+                        }
+                    }
                     effects.push(Effect::Admit);
+                } else if *stop == Flight::Idle {
+                    let grant = grant.clone();
+                    self.go_dormant(grant, effects);
                 }
             }
         }
+    }
+
+    /// Keeps `grant` unextended until it expires and queues a stop for it.
+    fn go_dormant(&mut self, grant: Grant, effects: &mut Vec<Effect>) {
+        effects.push(Effect::Submit(Command::Stop {
+            token: grant.token.clone(),
+            expires: grant.expires,
+        }));
+        self.state = State::Dormant {
+            grant,
+            extension: Flight::Idle,
+            stop: Flight::Queued,
+        };
     }
 
     fn extend_command(&self, now: Instant) -> Option<Command> {
@@ -551,24 +671,31 @@ impl Lease {
             }
             return;
         };
+        let revive = revive.take();
         match result {
             Ok(()) => {
                 self.admitted = true;
-                match revive.take() {
+                match revive {
                     // Still long enough to extend: keep using it.
                     Some(grant) if grant.expires > now + self.margin() => {
                         self.state = State::Live {
                             grant,
-                            extending: false,
+                            extension: Flight::Idle,
+                            retry_at: None,
+                            sent_at: None,
                         };
                     }
-                    _ => self.generate(effects),
+                    Some(_) => {
+                        self.publish(None, effects);
+                        self.generate(effects);
+                    }
+                    None => self.generate(effects),
                 }
             }
             Err(refused) => {
                 self.counters.refusals += 1;
                 if revive.is_some() {
-                    effects.push(Effect::Publish(None));
+                    self.publish(None, effects);
                 }
                 self.state = State::AtCapacity {
                     retry_at: now + refused.retry_after,
@@ -590,14 +717,16 @@ impl Lease {
             Ok(stream) => {
                 self.succeeded();
                 self.counters.generated += 1;
-                effects.push(Effect::Publish(Some(stream.url.clone())));
+                self.publish(Some(stream.url.clone()), effects);
                 self.state = State::Live {
                     grant: Grant {
                         url: stream.url,
                         token: stream.extension_token,
                         expires: stream.expires.instant.into_std(),
                     },
-                    extending: false,
+                    extension: Flight::Idle,
+                    retry_at: None,
+                    sent_at: None,
                 };
             }
             Err(failure) => self.fail(failure, now, effects),
@@ -611,30 +740,72 @@ impl Lease {
         effects: &mut Vec<Effect>,
     ) {
         let latency = self.latency();
-        let State::Live { grant, extending } = &mut self.state else {
-            return;
-        };
-        *extending = false;
-        match result {
-            Ok(extension) => {
-                grant.url = grant.url.with_stream_token(&extension.stream_token);
-                grant.token = extension.extension_token;
-                grant.expires = extension.expires.instant.into_std();
-                effects.push(Effect::Publish(Some(grant.url.clone())));
-                self.succeeded();
-                self.counters.extended += 1;
+        match &mut self.state {
+            State::Live {
+                grant,
+                extension: extension @ (Flight::Queued | Flight::Sent),
+                retry_at,
+                sent_at,
+            } => {
+                *extension = Flight::Idle;
+                let attempt_sent = sent_at.take();
+                match result {
+                    Ok(extension) => {
+                        apply_extension(grant, extension);
+                        let url = grant.url.clone();
+                        self.publish(Some(url), effects);
+                        self.succeeded();
+                        self.counters.extended += 1;
+                    }
+                    Err(Failure::Transient(message)) => {
+                        // The stream lives and the token was not spent: try again, at once if
+                        // the attempt took a while, else once attempts are
+                        // EXTEND_RETRY_MIN_DELAY apart (a refused connection fails at once and
+                        // must not spin).
+                        let at = attempt_sent.map_or(now + EXTEND_RETRY_MIN_DELAY, |sent| {
+                            (sent + EXTEND_RETRY_MIN_DELAY).max(now)
+                        });
+                        self.counters.failures += 1;
+                        self.counters.consecutive_failures += 1;
+                        self.counters.last_error = Some(message.clone());
+                        if at + latency < grant.expires {
+                            *retry_at = (at > now).then_some(at);
+                        } else {
+                            self.counters.lost += 1;
+                            self.fail(Failure::Transient(message), now, effects);
+                        }
+                    }
+                    Err(failure) => {
+                        self.counters.lost += 1;
+                        self.fail(failure, now, effects);
+                    }
+                }
             }
-            Err(Failure::Transient(message)) if now + latency < grant.expires => {
-                // The stream still lives and the token was not spent: try again right away
-                // (`advance` resubmits, due now).
-                self.counters.failures += 1;
-                self.counters.consecutive_failures += 1;
-                self.counters.last_error = Some(message);
+            State::Dormant {
+                grant,
+                extension: extension @ Flight::Sent,
+                stop,
+            } => {
+                // `advance` then stops the stream, or revives it if demand came back.
+                *extension = Flight::Idle;
+                *stop = Flight::Idle;
+                match result {
+                    Ok(extension) => {
+                        apply_extension(grant, extension);
+                        let url = grant.url.clone();
+                        self.publish(Some(url), effects);
+                        self.counters.extended += 1;
+                    }
+                    // The token was not spent.
+                    Err(Failure::Transient(_)) => {}
+                    // The token is spent or the stream gone; it expires by itself.
+                    Err(_) => {
+                        self.state = State::Idle;
+                        self.publish(None, effects);
+                    }
+                }
             }
-            Err(failure) => {
-                self.counters.lost += 1;
-                self.fail(failure, now, effects);
-            }
+            _ => {}
         }
     }
 
@@ -652,7 +823,7 @@ impl Lease {
         if self.counters.consecutive_failures >= self.config.degraded_after {
             self.degraded = true;
         }
-        effects.push(Effect::Publish(None));
+        self.publish(None, effects);
         let delay = match failure {
             // Only an operator helps; try rarely.
             Failure::Fatal(_) => self.config.retry_max,
@@ -664,6 +835,12 @@ impl Lease {
         };
         self.state = State::Backoff { until: now + delay };
     }
+}
+
+fn apply_extension(grant: &mut Grant, extension: RtspExtension) {
+    grant.url = grant.url.with_stream_token(&extension.stream_token);
+    grant.token = extension.extension_token;
+    grant.expires = extension.expires.instant.into_std();
 }
 
 /// Capped, jittered exponential backoff: delays in `[initial, 2 × initial)`, doubling, never

@@ -11,9 +11,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use camrelay_api_clients::nest::{NestError, NestErrorKind, StreamUrl};
+use camrelay_api_clients::nest::{NestError, NestErrorKind, Operation, StreamUrl};
 use camrelay_queue::{AdmitError, Class, QueueError, QueueHandle, Request, StreamPermit};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -35,6 +35,9 @@ pub struct LeaseStatus {
     pub degraded: bool,
     /// The URL to pull, while a stream is usable.
     pub url: Option<StreamUrl>,
+    /// Which URL this is; report a refusal of it with this number (see
+    /// [`crate::lease::machine::Input::Rejected`]).
+    pub generation: u64,
     /// When the current stream expires.
     pub expires: Option<Instant>,
     /// When an admission refusal will be retried.
@@ -51,6 +54,8 @@ type Pending = Pin<Box<dyn Future<Output = Done> + Send>>;
 enum Done {
     Admission(Result<StreamPermit, AdmitError>),
     Command(Input),
+    /// The queue has shut down: nothing more can be sent.
+    QueueClosed,
 }
 
 /// One camera's lease task.
@@ -63,6 +68,8 @@ pub struct LeaseTask {
     url: Option<StreamUrl>,
     permit: Option<StreamPermit>,
     pending: Option<Pending>,
+    /// Fires when the pending command leaves the queue for the API.
+    sent: Option<oneshot::Receiver<()>>,
 }
 
 impl std::fmt::Debug for LeaseTask {
@@ -93,6 +100,7 @@ impl LeaseTask {
             url: None,
             permit: None,
             pending: None,
+            sent: None,
         };
         (task, rx)
     }
@@ -112,6 +120,7 @@ impl LeaseTask {
                 },
                 done = poll_pending(&mut self.pending) => {
                     self.pending = None;
+                    self.sent = None;
                     match done {
                         Done::Admission(Ok(permit)) => {
                             self.permit = Some(permit);
@@ -120,9 +129,13 @@ impl LeaseTask {
                         Done::Admission(Err(AdmitError::AtCapacity(refused))) => {
                             Input::Admission(Err(Refused { retry_after: refused.retry_after }))
                         }
-                        Done::Admission(Err(AdmitError::Closed)) => break,
+                        Done::Admission(Err(AdmitError::Closed)) | Done::QueueClosed => break,
                         Done::Command(input) => input,
                     }
+                }
+                () = sent(&mut self.sent) => {
+                    self.sent = None;
+                    Input::Sent
                 }
                 () = sleep_until(wake) => Input::Tick,
             };
@@ -173,13 +186,20 @@ impl LeaseTask {
                 }));
             }
             Effect::Release => self.permit = None,
-            Effect::Cancel => self.pending = None,
+            Effect::Cancel => {
+                self.pending = None;
+                self.sent = None;
+            }
             Effect::Publish(url) => self.url = url,
             Effect::Submit(command) => {
                 let queue = self.queue.clone();
                 let device = self.device.clone();
+                let (on_send, sent) = oneshot::channel();
+                self.sent = Some(sent);
                 self.pending = Some(Box::pin(async move {
-                    Done::Command(execute(&queue, device, command).await)
+                    execute(&queue, device, command, on_send)
+                        .await
+                        .map_or(Done::QueueClosed, Done::Command)
                 }));
             }
         }
@@ -215,6 +235,7 @@ fn snapshot(lease: &Lease, url: Option<StreamUrl>) -> LeaseStatus {
         phase: lease.phase(),
         degraded: lease.degraded(),
         url,
+        generation: lease.generation(),
         expires: lease.expires().map(Instant::from_std),
         retry_at: lease.retry_at().map(Instant::from_std),
         margin: lease.margin(),
@@ -229,6 +250,18 @@ async fn poll_pending(pending: &mut Option<Pending>) -> Done {
     }
 }
 
+/// Resolves when the pending command has been sent (never if it was not, or if there is none).
+async fn sent(rx: &mut Option<oneshot::Receiver<()>>) {
+    match rx {
+        Some(rx) => {
+            if rx.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
 async fn sleep_until(wake: Option<std::time::Instant>) {
     match wake {
         Some(at) => tokio::time::sleep_until(Instant::from_std(at)).await,
@@ -236,8 +269,14 @@ async fn sleep_until(wake: Option<std::time::Instant>) {
     }
 }
 
-/// Sends one lease command through the queue and turns the answer into the machine's input.
-async fn execute(queue: &QueueHandle<NestExecutor>, device: Arc<str>, command: Command) -> Input {
+/// Sends one lease command through the queue and turns the answer into the machine's input;
+/// `None` if the queue has shut down.
+async fn execute(
+    queue: &QueueHandle<NestExecutor>,
+    device: Arc<str>,
+    command: Command,
+    on_send: oneshot::Sender<()>,
+) -> Option<Input> {
     let (name, class, due, expires, payload) = match command {
         Command::Generate { class } => (
             "GenerateRtspStream",
@@ -255,7 +294,11 @@ async fn execute(queue: &QueueHandle<NestExecutor>, device: Arc<str>, command: C
             Class::Extend,
             Some(due),
             Some(expires),
-            NestCommand::Extend(token),
+            // The request must answer before the stream dies, or a retry has no time.
+            NestCommand::Extend {
+                token,
+                deadline: Some(Instant::from_std(expires)),
+            },
         ),
         Command::Stop { token, expires } => (
             "StopRtspStream",
@@ -276,14 +319,17 @@ async fn execute(queue: &QueueHandle<NestExecutor>, device: Arc<str>, command: C
             command: payload,
         },
     };
-    let result = queue.execute(request).await;
-    match (class, result) {
+    let result = queue.execute_notified(request, Some(on_send)).await;
+    if let Err(QueueError::Closed) = result {
+        return None;
+    }
+    Some(match (class, result) {
         (_, Ok(NestReply::Generated(stream))) => Input::Generated(Ok(stream)),
         (_, Ok(NestReply::Extended(extension))) => Input::Extended(Ok(extension)),
         (_, Ok(NestReply::Stopped)) | (Class::Stop, Err(_)) => Input::Stopped,
         (Class::Extend, Err(e)) => Input::Extended(Err(failure(e))),
         (_, Err(e)) => Input::Generated(Err(failure(e))),
-    }
+    })
 }
 
 /// What a failed command means for the lease.
@@ -291,25 +337,37 @@ fn failure(error: QueueError<NestError>) -> Failure {
     match error {
         QueueError::Api(e) => {
             let message = e.to_string();
-            match e.kind {
-                NestErrorKind::Unavailable { .. }
-                | NestErrorKind::Timeout
-                | NestErrorKind::Unauthenticated { .. }
-                | NestErrorKind::RateLimited { .. } => Failure::Transient(message),
-                NestErrorKind::ReauthorizationRequired
-                | NestErrorKind::TokenEndpoint { .. }
-                | NestErrorKind::PermissionDenied { .. } => Failure::Fatal(message),
-                NestErrorKind::FailedPrecondition { .. }
-                | NestErrorKind::InvalidArgument { .. }
-                | NestErrorKind::NotFound { .. }
-                | NestErrorKind::MalformedResponse { .. }
-                | NestErrorKind::Http { .. } => Failure::Gone(message),
+            match (e.operation, e.kind) {
+                // Only an operator can fix these.
+                (
+                    _,
+                    NestErrorKind::ReauthorizationRequired | NestErrorKind::TokenEndpoint { .. },
+                )
+                | (_, NestErrorKind::PermissionDenied { .. }) => Failure::Fatal(message),
+                // Anything else from the token endpoint means no SDM request was sent: the
+                // stream and its token are untouched.
+                (Operation::RefreshToken, _) => Failure::Transient(message),
+                (
+                    _,
+                    NestErrorKind::Unavailable { .. }
+                    | NestErrorKind::Timeout
+                    | NestErrorKind::Unauthenticated { .. }
+                    | NestErrorKind::RateLimited { .. },
+                ) => Failure::Transient(message),
+                (
+                    _,
+                    NestErrorKind::FailedPrecondition { .. }
+                    | NestErrorKind::InvalidArgument { .. }
+                    | NestErrorKind::NotFound { .. }
+                    | NestErrorKind::MalformedResponse { .. }
+                    | NestErrorKind::Http { .. },
+                ) => Failure::Gone(message),
             }
         }
         QueueError::Dropped(reason) => Failure::Gone(format!("command {reason}")),
-        QueueError::Closed => Failure::Transient("the command queue has shut down".into()),
         // The outcome is unknown: the stream may or may not have been extended.
         QueueError::Internal(message) => Failure::Gone(message),
-        QueueError::Full => Failure::Transient("the command queue is full".into()),
+        QueueError::Full => Failure::Gone("the command queue is full".into()),
+        QueueError::Closed => Failure::Transient("the command queue has shut down".into()),
     }
 }
