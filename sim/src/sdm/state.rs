@@ -371,6 +371,23 @@ struct DeviceState {
     stats: FakeDeviceStats,
 }
 
+impl DeviceState {
+    /// A device with fresh budgets, wanted.
+    fn new(spec: FakeDevice) -> Self {
+        Self {
+            spec,
+            wanted: true,
+            minute: RollingWindow::new(MINUTE),
+            hour: RollingWindow::new(HOUR),
+            per_command: HashMap::new(),
+            stats: FakeDeviceStats {
+                wanted: true,
+                ..FakeDeviceStats::default()
+            },
+        }
+    }
+}
+
 /// Everything behind the fake's mutex.
 #[derive(Debug)]
 pub(super) struct Inner {
@@ -411,20 +428,7 @@ impl Inner {
                 continue;
             }
             device_order.push(spec.id.clone());
-            devices.insert(
-                spec.id.clone(),
-                DeviceState {
-                    spec: spec.clone(),
-                    wanted: true,
-                    minute: RollingWindow::new(MINUTE),
-                    hour: RollingWindow::new(HOUR),
-                    per_command: HashMap::new(),
-                    stats: FakeDeviceStats {
-                        wanted: true,
-                        ..FakeDeviceStats::default()
-                    },
-                },
-            );
+            devices.insert(spec.id.clone(), DeviceState::new(spec.clone()));
         }
         Self {
             rng: fastrand::Rng::with_seed(config.seed),
@@ -520,20 +524,7 @@ impl Inner {
             match self.devices.get_mut(&spec.id) {
                 Some(device) => device.spec = spec,
                 None => {
-                    self.devices.insert(
-                        spec.id.clone(),
-                        DeviceState {
-                            spec,
-                            wanted: true,
-                            minute: RollingWindow::new(MINUTE),
-                            hour: RollingWindow::new(HOUR),
-                            per_command: HashMap::new(),
-                            stats: FakeDeviceStats {
-                                wanted: true,
-                                ..FakeDeviceStats::default()
-                            },
-                        },
-                    );
+                    self.devices.insert(spec.id.clone(), DeviceState::new(spec));
                 }
             }
         }
