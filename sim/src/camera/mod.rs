@@ -1,0 +1,255 @@
+//! A simulated camera: an RTSP server that loops a short H.264 + AAC fixture in real time,
+//! built from the same packetizers, bus and server the relay serves its clients with.
+//!
+//! It stands in for a LAN camera (optionally behind Basic/Digest authentication) and for
+//! Google's Nest stream servers: in Nest mode its paths are `/sdm_live_stream/{token}` and a
+//! client must present the stream's current `?auth=` token, checked against the fake SDM API,
+//! or get 404 as from Google.
+
+mod fixture;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use camrelay_rtsp::auth::{Authenticator, User};
+use camrelay_rtsp::bus::{Bus, Subscriber};
+use camrelay_rtsp::media::{
+    AAC_PAYLOAD_TYPE, Codec, H264_PAYLOAD_TYPE, MediaDescription, Track, VIDEO_CLOCK_RATE,
+};
+use camrelay_rtsp::rtp::{AacPacketizer, H264Packetizer, Packet};
+use camrelay_rtsp::server::{BoxFuture, Mounts, OpenError, Server, ServerConfig, Source};
+use secrecy::SecretString;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use fixture::{AUDIO_FRAMES_PER_LOOP, FRAME_RATE, Fixture};
+
+use crate::sdm::FakeSdm;
+
+/// Path prefix of Nest-style stream URLs.
+pub const NEST_PATH_PREFIX: &str = "/sdm_live_stream/";
+
+/// What to simulate.
+#[derive(Debug, Clone, Default)]
+pub struct SimCameraConfig {
+    /// Camera paths served (e.g. `/cam`); ignored in Nest mode.
+    pub paths: Vec<String>,
+    /// Require these credentials (Basic or Digest).
+    pub credentials: Option<(String, String)>,
+    /// Nest mode: serve `/sdm_live_stream/{token}?auth=…` for the fake SDM's live streams.
+    pub nest: Option<FakeSdm>,
+}
+
+/// One simulated stream: its bus, fed by a task that loops the fixture.
+#[derive(Debug)]
+struct SimStream {
+    name: String,
+    description: MediaDescription,
+    bus: Bus<Packet>,
+}
+
+impl Source for SimStream {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn description(&self) -> MediaDescription {
+        self.description.clone()
+    }
+
+    fn subscribe(&self) -> Subscriber<Packet> {
+        self.bus.subscribe()
+    }
+}
+
+struct SimMounts {
+    fixture: Arc<Fixture>,
+    paths: Vec<String>,
+    nest: Option<FakeSdm>,
+    streams: Mutex<HashMap<String, Arc<SimStream>>>,
+    shutdown: CancellationToken,
+}
+
+impl SimMounts {
+    /// The stream for `key`, started on first use.
+    fn stream(&self, key: &str, name: &str) -> Arc<SimStream> {
+        let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(streams.entry(key.to_owned()).or_insert_with(|| {
+            let stream = Arc::new(new_stream(&self.fixture, name));
+            tokio::spawn(play(
+                Arc::clone(&self.fixture),
+                stream.bus.clone(),
+                self.shutdown.clone(),
+            ));
+            stream
+        }))
+    }
+}
+
+impl Mounts for SimMounts {
+    fn open(
+        &self,
+        path: &str,
+        query: Option<&str>,
+    ) -> BoxFuture<Result<Arc<dyn Source>, OpenError>> {
+        let result = match &self.nest {
+            Some(sdm) => {
+                let token = path.strip_prefix(NEST_PATH_PREFIX).unwrap_or_default();
+                let auth = query
+                    .into_iter()
+                    .flat_map(|q| q.split('&'))
+                    .find_map(|pair| pair.strip_prefix("auth="))
+                    .unwrap_or_default();
+                match sdm.check_rtsp_access(token, auth) {
+                    Ok(device) => Ok(self.stream(&device, &device) as Arc<dyn Source>),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "simulated Nest stream refused");
+                        Err(OpenError::NotFound)
+                    }
+                }
+            }
+            None => {
+                if self.paths.iter().any(|p| p == path) {
+                    Ok(self.stream(path, path.trim_start_matches('/')) as Arc<dyn Source>)
+                } else {
+                    Err(OpenError::NotFound)
+                }
+            }
+        };
+        Box::pin(async move { result })
+    }
+}
+
+fn new_stream(fixture: &Fixture, name: &str) -> SimStream {
+    let description = MediaDescription {
+        tracks: vec![
+            Track {
+                codec: Codec::h264(fixture.sps.clone(), fixture.pps.clone())
+                    .unwrap_or_else(|| Codec::Aac(fixture.audio_config.clone())),
+                ssrc: fastrand::u32(..),
+            },
+            Track {
+                codec: Codec::Aac(fixture.audio_config.clone()),
+                ssrc: fastrand::u32(..),
+            },
+        ],
+    };
+    SimStream {
+        name: name.to_owned(),
+        description,
+        bus: Bus::default(),
+    }
+}
+
+/// Plays the fixture on `bus` in real time, forever: video every 40 ms, audio every 1024
+/// samples, timestamps continuous across loops.
+async fn play(fixture: Arc<Fixture>, bus: Bus<Packet>, shutdown: CancellationToken) {
+    let mut video = H264Packetizer::new(0, H264_PAYLOAD_TYPE, fastrand::u32(..), fastrand::u16(..));
+    video.set_parameter_sets(fixture.sps.clone(), fixture.pps.clone());
+    let mut audio = AacPacketizer::new(1, AAC_PAYLOAD_TYPE, fastrand::u32(..), fastrand::u16(..));
+    let video_base = fastrand::u32(..);
+    let audio_base = fastrand::u32(..);
+    let sample_rate = u64::from(fixture.audio_config.sample_rate);
+    let start = tokio::time::Instant::now();
+    let (mut v, mut a) = (0u64, 0u64);
+    loop {
+        // Whichever of the next video and audio frame is due first.
+        let video_at = Duration::from_micros(v * 1_000_000 / u64::from(FRAME_RATE));
+        let audio_at = Duration::from_micros(a * 1024 * 1_000_000 / sample_rate);
+        let (at, is_video) = if video_at <= audio_at {
+            (video_at, true)
+        } else {
+            (audio_at, false)
+        };
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep_until(start + at) => {}
+        }
+        if is_video {
+            let unit = &fixture.video[(v % fixture.video.len() as u64) as usize];
+            let ts = video_base
+                .wrapping_add((v * u64::from(VIDEO_CLOCK_RATE) / u64::from(FRAME_RATE)) as u32);
+            for packet in video.packetize(unit, ts) {
+                bus.publish(packet);
+            }
+            v += 1;
+        } else {
+            let frame = &fixture.audio[(a % fixture.audio.len() as u64) as usize];
+            let ts = audio_base.wrapping_add((a * 1024) as u32);
+            for packet in audio.packetize(frame, ts) {
+                bus.publish(packet);
+            }
+            a += 1;
+        }
+    }
+}
+
+/// A running simulated camera.
+#[derive(Debug)]
+pub struct SimCamera {
+    server: Server,
+    shutdown: CancellationToken,
+}
+
+impl SimCamera {
+    /// Starts serving on 127.0.0.1 (a free port).
+    pub async fn start(config: SimCameraConfig) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        let shutdown = CancellationToken::new();
+        let mounts = Arc::new(SimMounts {
+            fixture: Arc::new(Fixture::load()),
+            paths: config.paths,
+            nest: config.nest,
+            streams: Mutex::new(HashMap::new()),
+            shutdown: shutdown.clone(),
+        });
+        let auth = config.credentials.map(|(name, password)| {
+            Arc::new(Authenticator::new(
+                "camrelay-sim",
+                vec![User {
+                    name,
+                    password: SecretString::from(password),
+                }],
+            ))
+        });
+        let server = Server::start(
+            listener,
+            None,
+            mounts,
+            ServerConfig {
+                auth,
+                ..ServerConfig::default()
+            },
+            shutdown.clone(),
+        )?;
+        Ok(Self { server, shutdown })
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    /// `rtsp://127.0.0.1:PORT{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("rtsp://{}{path}", self.addr())
+    }
+
+    /// Server counters.
+    pub fn server(&self) -> &Server {
+        &self.server
+    }
+
+    /// Stops serving (connections close).
+    pub fn stop(&self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl Drop for SimCamera {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
