@@ -38,6 +38,107 @@ pub const IDLE_GRACE: Duration = Duration::from_secs(30);
 /// disguise (and keeps spending the Nest budget); use `CAMRELAY_ALWAYS_ON`.
 pub const IDLE_GRACE_MAX: Duration = Duration::from_secs(60 * 60);
 
+// ---------------------------------------------------------------- local RTSP server
+
+/// `CAMRELAY_RTSP_UDP`: RTP over UDP is offered to the clients that ask for
+/// it (lower latency, no head-of-line blocking on a lossy LAN). `false`
+/// serves RTP interleaved on the RTSP TCP connection only, and a client's
+/// UDP `SETUP` is answered 461 Unsupported Transport.
+pub const RTSP_UDP: bool = true;
+
+/// `CAMRELAY_RTSP_RTP_ADDR`: the UDP socket RTP leaves from, shared by every
+/// UDP client (one socket, not a port pair per client, so a firewall needs
+/// two ports in all).
+pub const RTSP_RTP_ADDR: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 8000));
+
+/// `CAMRELAY_RTSP_RTCP_ADDR`: the UDP socket client RTCP (receiver reports,
+/// which also keep a UDP session alive) arrives at. Its port must differ from
+/// the RTP port unless both ask for any free port (0).
+pub const RTSP_RTCP_ADDR: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 8001));
+
+/// `CAMRELAY_RTSP_SESSION_TIMEOUT`: a client session with neither a request
+/// nor RTCP for this long is closed and its slot freed. It is announced in
+/// the `Session` header (`;timeout=60`, RFC 2326's default), so well-behaved
+/// clients send keep-alives in time.
+pub const RTSP_SESSION_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Shortest accepted `CAMRELAY_RTSP_SESSION_TIMEOUT`: shorter closes clients
+/// that keep alive at common intervals, or pause briefly.
+pub const RTSP_SESSION_TIMEOUT_MIN: Duration = Duration::from_secs(10);
+
+/// Longest accepted `CAMRELAY_RTSP_SESSION_TIMEOUT`: a vanished UDP client
+/// keeps its slot (and its camera up) at most this long.
+pub const RTSP_SESSION_TIMEOUT_MAX: Duration = Duration::from_secs(60 * 60);
+
+/// `CAMRELAY_RTSP_MAX_CLIENTS`: client sessions in all, over every camera.
+/// A `SETUP` beyond it is answered 453 Not Enough Bandwidth.
+pub const RTSP_MAX_CLIENTS: usize = 1000;
+
+/// `CAMRELAY_RTSP_MAX_CLIENTS_PER_CAMERA`: client sessions on one camera.
+/// A `SETUP` beyond it is answered 453 Not Enough Bandwidth. Must not exceed
+/// `CAMRELAY_RTSP_MAX_CLIENTS`; when unset, a lower `CAMRELAY_RTSP_MAX_CLIENTS`
+/// caps this default.
+pub const RTSP_MAX_CLIENTS_PER_CAMERA: usize = 500;
+
+/// Smallest accepted client limit (`CAMRELAY_RTSP_MAX_CLIENTS`,
+/// `CAMRELAY_RTSP_MAX_CLIENTS_PER_CAMERA`): zero would refuse every client.
+pub const RTSP_CLIENTS_MIN: usize = 1;
+
+/// Largest accepted client limit: far beyond what one relay's uplink can
+/// carry; a larger value is a typo.
+pub const RTSP_CLIENTS_MAX: usize = 100_000;
+
+/// `CAMRELAY_RTSP_START_TIMEOUT`: how long a client's `DESCRIBE` waits for
+/// an on-demand camera to start (a Nest stream to be generated, a camera to
+/// answer) before it is answered 503 Service Unavailable.
+pub const RTSP_START_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Shortest accepted `CAMRELAY_RTSP_START_TIMEOUT`: less than a second does
+/// not cover one camera's RTSP handshake.
+pub const RTSP_START_TIMEOUT_MIN: Duration = Duration::from_secs(1);
+
+/// Longest accepted `CAMRELAY_RTSP_START_TIMEOUT`: clients give up long
+/// before this (most after 10 to 60 s).
+pub const RTSP_START_TIMEOUT_MAX: Duration = Duration::from_secs(2 * 60);
+
+// ---------------------------------------------------------------- camera ingest
+
+/// `CAMRELAY_INGEST_TIMEOUT`: a camera session that delivers no media for
+/// this long is considered dead, torn down and reconnected (with the backoff
+/// below). Cameras send at least a frame a second, so 10 s rides out a
+/// network hiccup without leaving viewers on a frozen picture for long.
+pub const INGEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Shortest accepted `CAMRELAY_INGEST_TIMEOUT`: shorter would reconnect
+/// low-frame-rate cameras that are merely slow.
+pub const INGEST_TIMEOUT_MIN: Duration = Duration::from_secs(2);
+
+/// Longest accepted `CAMRELAY_INGEST_TIMEOUT`: beyond this viewers watch a
+/// frozen picture far too long before anything happens.
+pub const INGEST_TIMEOUT_MAX: Duration = Duration::from_secs(5 * 60);
+
+/// `CAMRELAY_INGEST_RETRY_INITIAL`: first delay before reconnecting to a
+/// camera whose session failed or died; the delay doubles (with jitter) up
+/// to `CAMRELAY_INGEST_RETRY_MAX`, and starts over once media flows again.
+pub const INGEST_RETRY_INITIAL: Duration = Duration::from_secs(1);
+
+/// `CAMRELAY_INGEST_RETRY_MAX`: the cap of the reconnect backoff; a camera
+/// that stays unreachable is retried this often, forever.
+pub const INGEST_RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// Shortest accepted reconnect delay (`CAMRELAY_INGEST_RETRY_INITIAL`,
+/// `CAMRELAY_INGEST_RETRY_MAX`): zero would reconnect in a tight loop.
+pub const INGEST_RETRY_FLOOR: Duration = Duration::from_millis(100);
+
+/// Longest accepted reconnect delay: a camera stays unwatchable at most this
+/// long after its fault clears.
+pub const INGEST_RETRY_CEILING: Duration = Duration::from_secs(60 * 60);
+
+// `CAMRELAY_EXTRA_CA_FILE` has no default: without it, `rtsps://` cameras
+// are verified against the built-in trust roots only.
+
 // ---------------------------------------------------------------- static cameras
 
 /// Longest camera id. The id is a URL path segment (`rtsp://host:8554/{id}`)

@@ -5,7 +5,8 @@
 //! the parsed [`Config`] alone (it has no record of the environment), so a
 //! value equal to its default is shown as `(default)` even when it was set,
 //! and a value that the configuration does not use (Nest tuning without Nest
-//! credentials, Calls settings with another SFU) is shown as `(not used)`.
+//! credentials, Calls settings with another SFU, the RTP and RTCP sockets with
+//! UDP off) is shown as `(not used)`.
 //! Secrets show as `[redacted]`; camera URLs never carry credentials.
 
 use std::fmt::{self, Display};
@@ -16,7 +17,7 @@ use crate::cameras::{self, StaticCamera};
 use crate::defaults as d;
 use crate::parse::fmt_duration;
 use crate::vars::{KNOWN, var};
-use crate::{Config, NestConfig, SfuConfig};
+use crate::{Config, IngestConfig, NestConfig, RtspConfig, SfuConfig};
 
 /// What a set secret shows as.
 const REDACTED: &str = "[redacted]";
@@ -116,6 +117,12 @@ impl Config {
         out.push(var::LOG_FORMAT, self.log.format, d::LOG_FORMAT);
         out.push(var::ALWAYS_ON, self.always_on, d::ALWAYS_ON);
         out.duration(var::IDLE_GRACE, self.idle_grace, d::IDLE_GRACE);
+        rtsp(&mut out, &self.rtsp);
+        ingest(&mut out, &self.ingest);
+        out.optional(
+            var::EXTRA_CA_FILE,
+            self.extra_ca_file.as_ref().map(|path| path.display()),
+        );
         self.cameras(&mut out);
         nest(&mut out, self.nest.as_ref());
         sfu(&mut out, &self.sfu);
@@ -147,6 +154,46 @@ fn camera_settings(out: &mut Settings, camera: &StaticCamera, always_on: bool) {
         camera.tls_verify,
         d::CAMERA_TLS_VERIFY,
     );
+}
+
+fn rtsp(out: &mut Settings, rtsp: &RtspConfig) {
+    out.push(var::RTSP_UDP, rtsp.udp.is_some(), d::RTSP_UDP);
+    match &rtsp.udp {
+        Some(udp) => {
+            out.push(var::RTSP_RTP_ADDR, udp.rtp_addr, d::RTSP_RTP_ADDR);
+            out.push(var::RTSP_RTCP_ADDR, udp.rtcp_addr, d::RTSP_RTCP_ADDR);
+        }
+        None => not_used(out, &[var::RTSP_RTP_ADDR, var::RTSP_RTCP_ADDR]),
+    }
+    out.duration(
+        var::RTSP_SESSION_TIMEOUT,
+        rtsp.session_timeout,
+        d::RTSP_SESSION_TIMEOUT,
+    );
+    out.push(var::RTSP_MAX_CLIENTS, rtsp.max_clients, d::RTSP_MAX_CLIENTS);
+    out.push(
+        var::RTSP_MAX_CLIENTS_PER_CAMERA,
+        rtsp.max_clients_per_camera,
+        crate::rtsp::per_camera_default(rtsp.max_clients),
+    );
+    let credentials = rtsp.credentials.as_ref();
+    out.optional(var::RTSP_USERNAME, credentials.map(|c| &c.username));
+    out.secret(var::RTSP_PASSWORD, credentials.map(|c| &c.password));
+    out.duration(
+        var::RTSP_START_TIMEOUT,
+        rtsp.start_timeout,
+        d::RTSP_START_TIMEOUT,
+    );
+}
+
+fn ingest(out: &mut Settings, ingest: &IngestConfig) {
+    out.duration(var::INGEST_TIMEOUT, ingest.timeout, d::INGEST_TIMEOUT);
+    out.duration(
+        var::INGEST_RETRY_INITIAL,
+        ingest.retry_initial,
+        d::INGEST_RETRY_INITIAL,
+    );
+    out.duration(var::INGEST_RETRY_MAX, ingest.retry_max, d::INGEST_RETRY_MAX);
 }
 
 fn nest(out: &mut Settings, nest: Option<&NestConfig>) {

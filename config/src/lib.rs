@@ -15,13 +15,17 @@
 //! - **Blank is unset.** A variable set to an empty or all-blank value counts
 //!   as unset, because templating (`${VAR:-}` in Compose, empty `value:` in
 //!   Kubernetes) produces blanks for "not given".
-//! - **Secrets never print.** OAuth and SFU secrets and camera passwords are
-//!   `SecretString`s, whose `Debug` is redacted; error messages say what is
+//! - **Secrets never print.** OAuth and SFU secrets, camera passwords and
+//!   the RTSP server's password are `SecretString`s, whose `Debug` is redacted; error messages say what is
 //!   wrong with a secret without quoting it; camera URLs are stored without
 //!   their credentials. Non-secret bad values are quoted.
 //! - **Defaults are named.** Every default and limit is a constant in
 //!   [`defaults`], documented with what happens at the limit, and
 //!   `deploy/.env.example` is tested to parse to exactly those values.
+//!
+//! - **Only the environment.** Nothing here touches the file system or the
+//!   network: a file setting such as `CAMRELAY_EXTRA_CA_FILE` is checked to
+//!   be a plausible path and loaded by its user.
 //!
 //! envy reads the fixed variables into raw strings that cannot fail to
 //! deserialize (serde would stop at the first bad field); this crate then
@@ -33,20 +37,25 @@ mod cameras;
 pub mod defaults;
 mod effective;
 mod error;
+mod ingest;
 mod nest;
 mod parse;
+mod rtsp;
 mod sfu;
 mod vars;
 
 use std::ffi::OsString;
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 pub use crate::cameras::{PER_CAMERA_OPTIONS, StaticCamera};
 pub use crate::effective::{Setting, SettingsTable, Source};
 pub use crate::error::{ConfigError, ConfigErrors};
+pub use crate::ingest::IngestConfig;
 pub use crate::nest::{LeaseTuning, NestBudget, NestConfig};
+pub use crate::rtsp::{RtspConfig, RtspCredentials, RtspUdp};
 pub use crate::sfu::{SfuConfig, SfuKind};
 
 use crate::parse::Check;
@@ -67,6 +76,15 @@ pub struct Config {
     /// `CAMRELAY_IDLE_GRACE`: how long a camera stays up after its last
     /// client leaves.
     pub idle_grace: Duration,
+    /// `CAMRELAY_RTSP_*` other than `CAMRELAY_RTSP_ADDR`: the local RTSP server's
+    /// transports, limits, timeouts and client authentication.
+    pub rtsp: RtspConfig,
+    /// `CAMRELAY_INGEST_*`: camera session liveness and reconnect backoff.
+    pub ingest: IngestConfig,
+    /// `CAMRELAY_EXTRA_CA_FILE`: a PEM file of CA certificates trusted for
+    /// `rtsps://` cameras besides the built-in roots. Not read or checked
+    /// for existence here; the caller loads it at start-up.
+    pub extra_ca_file: Option<PathBuf>,
     /// `CAMRELAY_CAMERAS` and their `CAMRELAY_CAMERA_<KEY>_*` options, in
     /// the listed order.
     pub cameras: Vec<StaticCamera>,
@@ -195,6 +213,9 @@ fn build(check: &mut Check, input: &Input) -> Option<Config> {
     let always_on_default = general
         .as_ref()
         .map_or(defaults::ALWAYS_ON, |g| g.always_on);
+    let rtsp = rtsp::parse(check, raw);
+    let ingest = ingest::parse(check, raw);
+    let extra_ca_file = ingest::extra_ca_file(check, raw);
     let (cameras, camera_names) = cameras::parse(
         check,
         raw.cameras.as_deref(),
@@ -227,6 +248,9 @@ fn build(check: &mut Check, input: &Input) -> Option<Config> {
         log,
         always_on,
         idle_grace,
+        rtsp: rtsp?,
+        ingest: ingest?,
+        extra_ca_file: extra_ca_file?,
         cameras,
         nest,
         sfu: sfu?,

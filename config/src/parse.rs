@@ -124,6 +124,16 @@ pub(crate) fn u32_in(min: u32, max: u32) -> impl FnOnce(&str) -> Result<u32, Str
     }
 }
 
+/// A whole number within `min..=max`, for counts and sizes.
+pub(crate) fn usize_in(min: usize, max: usize) -> impl FnOnce(&str) -> Result<usize, String> {
+    move |value| {
+        let number = value
+            .parse()
+            .map_err(|_| format!("{value:?} is not a whole number"))?;
+        in_range(value, number, min, max, |n| n.to_string())
+    }
+}
+
 /// A finite number `>= 0`.
 pub(crate) fn non_negative_f64(value: &str) -> Result<f64, String> {
     let number: f64 = value
@@ -266,6 +276,9 @@ mod tests {
         assert_eq!(u32_in(1, 5)("5"), Ok(5));
         assert!(u32_in(1, 5)("0").is_err());
         assert!(u32_in(1, 5)("-1").is_err());
+        assert_eq!(usize_in(1, 5)("1"), Ok(1));
+        assert!(usize_in(1, 5)("6").unwrap_err().contains("between 1 and 5"));
+        assert!(usize_in(1, 5)("1.5").is_err());
         assert!(non_negative_f64("NaN").is_err());
         assert!(non_negative_f64("inf").is_err());
         assert!(non_negative_f64("-0.5").is_err());

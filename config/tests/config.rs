@@ -4,9 +4,12 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use std::net::SocketAddr;
+use std::path::Path;
+
 use camrelay_config::{
-    Config, ConfigErrors, LeaseTuning, LogFormat, NestBudget, PER_CAMERA_OPTIONS, SettingsTable,
-    SfuConfig, SfuKind, Source, defaults, known_variables,
+    Config, ConfigErrors, IngestConfig, LeaseTuning, LogFormat, NestBudget, PER_CAMERA_OPTIONS,
+    RtspConfig, RtspUdp, SettingsTable, SfuConfig, SfuKind, Source, defaults, known_variables,
 };
 use secrecy::ExposeSecret;
 
@@ -119,11 +122,36 @@ fn env_example_is_the_defaults() {
     let nest = example.nest.as_ref().unwrap();
     assert_eq!(nest.budget, NestBudget::default());
     assert_eq!(nest.lease, LeaseTuning::default());
+    assert_eq!(example.ingest, IngestConfig::default());
+    assert_rtsp_defaults(&example.rtsp);
+    assert_rtsp_defaults(&RtspConfig::default());
+    assert_eq!(example.extra_ca_file, None);
+}
+
+/// `rtsp` holds the documented defaults (`RtspConfig` has no `PartialEq`:
+/// it may hold a secret).
+fn assert_rtsp_defaults(rtsp: &RtspConfig) {
+    assert_eq!(rtsp.udp, Some(RtspUdp::default()));
+    assert_eq!(
+        rtsp.udp.map(|u| (u.rtp_addr, u.rtcp_addr)),
+        Some((defaults::RTSP_RTP_ADDR, defaults::RTSP_RTCP_ADDR))
+    );
+    assert_eq!(rtsp.session_timeout, defaults::RTSP_SESSION_TIMEOUT);
+    assert_eq!(rtsp.max_clients, defaults::RTSP_MAX_CLIENTS);
+    assert_eq!(
+        rtsp.max_clients_per_camera,
+        defaults::RTSP_MAX_CLIENTS_PER_CAMERA
+    );
+    assert!(rtsp.credentials.is_none());
+    assert_eq!(rtsp.start_timeout, defaults::RTSP_START_TIMEOUT);
 }
 
 #[test]
 fn env_example_sets_exactly_the_variables_with_defaults() {
     let without_default: BTreeSet<&str> = [
+        "CAMRELAY_RTSP_USERNAME",
+        "CAMRELAY_RTSP_PASSWORD",
+        "CAMRELAY_EXTRA_CA_FILE",
         "CAMRELAY_CAMERAS",
         "CAMRELAY_NEST_PROJECT_ID",
         "CAMRELAY_NEST_CLIENT_ID",
@@ -188,6 +216,18 @@ fn every_known_variable_is_read() {
         ("CAMRELAY_LOG_FORMAT", "json"),
         ("CAMRELAY_ALWAYS_ON", "yes"),
         ("CAMRELAY_IDLE_GRACE", "1m"),
+        ("CAMRELAY_RTSP_RTP_ADDR", "127.0.0.1:5000"),
+        ("CAMRELAY_RTSP_RTCP_ADDR", "127.0.0.1:5001"),
+        ("CAMRELAY_RTSP_SESSION_TIMEOUT", "2m"),
+        ("CAMRELAY_RTSP_MAX_CLIENTS", "10"),
+        ("CAMRELAY_RTSP_MAX_CLIENTS_PER_CAMERA", "5"),
+        ("CAMRELAY_RTSP_USERNAME", "viewer"),
+        ("CAMRELAY_RTSP_PASSWORD", "pw"),
+        ("CAMRELAY_RTSP_START_TIMEOUT", "30s"),
+        ("CAMRELAY_INGEST_TIMEOUT", "20s"),
+        ("CAMRELAY_INGEST_RETRY_INITIAL", "2s"),
+        ("CAMRELAY_INGEST_RETRY_MAX", "2m"),
+        ("CAMRELAY_EXTRA_CA_FILE", "/etc/camrelay/ca.pem"),
         ("CAMRELAY_CAMERAS", "a=rtsp://h/"),
         ("CAMRELAY_NEST_PROJECT_ID", "p"),
         ("CAMRELAY_NEST_CLIENT_ID", "c"),
@@ -214,6 +254,7 @@ fn every_known_variable_is_read() {
         ("CAMRELAY_CALLS_API_URL", "http://127.0.0.1:9/calls"),
     ]);
     let whip = parse(&[
+        ("CAMRELAY_RTSP_UDP", "false"),
         ("CAMRELAY_SFU", "WHIP"),
         ("CAMRELAY_WHIP_URL", "https://w.example/{camera_id}"),
         ("CAMRELAY_WHIP_TOKEN", "token"),
@@ -376,6 +417,7 @@ const SECRETS: &[&str] = &[
     "S3cr3t-whip",
     "S3cr3t-url-pw",
     "S3cr3t-var-pw",
+    "S3cr3t-rtsp",
 ];
 
 fn assert_no_secret(what: &str, text: &str) {
@@ -399,6 +441,8 @@ fn secrets_never_print() {
         ),
         ("CAMRELAY_CAMERA_B_USERNAME", "viewer"),
         ("CAMRELAY_CAMERA_B_PASSWORD", "S3cr3t-var-pw"),
+        ("CAMRELAY_RTSP_USERNAME", "viewer"),
+        ("CAMRELAY_RTSP_PASSWORD", "S3cr3t-rtsp"),
     ]);
     let whip = parse(&[
         ("CAMRELAY_SFU", "whip"),
@@ -427,6 +471,14 @@ fn secrets_never_print() {
         table.contains("CAMRELAY_CAMERA_A_PASSWORD=[redacted]"),
         "{table}"
     );
+    assert!(
+        table.contains("CAMRELAY_RTSP_PASSWORD=[redacted]"),
+        "{table}"
+    );
+    assert!(table.contains("CAMRELAY_RTSP_USERNAME=viewer"), "{table}");
+    let rtsp = cloudflare.rtsp.credentials.as_ref().unwrap();
+    assert_eq!(rtsp.password.expose_secret(), "S3cr3t-rtsp");
+    assert_no_secret("Debug", &format!("{rtsp:?}"));
 
     let broken = fail(&[
         ("CAMRELAY_NEST_CLIENT_SECRET", "S3cr3t-client with space"),
@@ -448,6 +500,8 @@ fn secrets_never_print() {
         ("CAMRELAY_CAMERA_C_PASSWORD", "S3cr3t-var-pw"),
         ("CAMRELAY_CAMERA_X_PASSWORD", "S3cr3t-var-pw"),
         ("CAMRELAY_NEST_CLIENT_SECERT", "S3cr3t-client"),
+        ("CAMRELAY_RTSP_PASSWORD", "S3cr3t-rtsp"),
+        ("CAMRELAY_RTSP_PASWORD", "S3cr3t-rtsp"),
     ]);
     assert_no_secret("errors", &broken.to_string());
     assert_no_secret("errors", &format!("{broken:?}"));
@@ -456,6 +510,10 @@ fn secrets_never_print() {
     assert!(
         message(&broken, "CAMRELAY_NEST_CLIENT_SECERT")
             .contains("did you mean CAMRELAY_NEST_CLIENT_SECRET?")
+    );
+    assert!(message(&broken, "CAMRELAY_RTSP_USERNAME").contains("CAMRELAY_RTSP_PASSWORD is"));
+    assert!(
+        message(&broken, "CAMRELAY_RTSP_PASWORD").contains("did you mean CAMRELAY_RTSP_PASSWORD?")
     );
     assert_eq!(
         broken
@@ -566,6 +624,24 @@ fn defaults() {
     assert!(config.cameras.is_empty());
     assert!(config.nest.is_none());
     assert!(matches!(config.sfu, SfuConfig::Embedded));
+    let udp = config.rtsp.udp.unwrap();
+    assert_eq!(udp.rtp_addr.to_string(), "0.0.0.0:8000");
+    assert_eq!(udp.rtcp_addr.to_string(), "0.0.0.0:8001");
+    assert_eq!(config.rtsp.session_timeout, Duration::from_secs(60));
+    assert_eq!(config.rtsp.max_clients, 1000);
+    assert_eq!(config.rtsp.max_clients_per_camera, 500);
+    assert!(config.rtsp.credentials.is_none());
+    assert_eq!(config.rtsp.start_timeout, Duration::from_secs(15));
+    assert_eq!(
+        config.ingest,
+        IngestConfig {
+            timeout: Duration::from_secs(10),
+            retry_initial: Duration::from_secs(1),
+            retry_max: Duration::from_secs(60),
+        }
+    );
+    assert_eq!(config.ingest, IngestConfig::default());
+    assert_eq!(config.extra_ca_file, None);
     assert!(
         config
             .effective()
@@ -686,6 +762,253 @@ fn tls_verify_only_for_rtsps() {
         ("CAMRELAY_CAMERA_PLAIN_TLS_VERIFY", "true"),
     ]);
     assert!(message(&errors, "CAMRELAY_CAMERA_PLAIN_TLS_VERIFY").contains("rtsps://"));
+}
+
+// 7. The local RTSP server, camera ingest, extra CAs.
+
+/// The effective value and source of `name`.
+fn setting(config: &Config, name: &str) -> (String, Source) {
+    let setting = config
+        .effective()
+        .into_iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("{name} not listed"));
+    (setting.value, setting.source)
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().expect("a socket address")
+}
+
+#[test]
+fn rtsp_udp_sockets() {
+    let config = parse(&[
+        ("CAMRELAY_RTSP_RTP_ADDR", "[::]:6970"),
+        ("CAMRELAY_RTSP_RTCP_ADDR", "[::]:6971"),
+    ]);
+    assert_eq!(
+        config.rtsp.udp,
+        Some(RtspUdp {
+            rtp_addr: addr("[::]:6970"),
+            rtcp_addr: addr("[::]:6971"),
+        })
+    );
+
+    // Off: TCP only, the sockets are not used, and a clash does not matter.
+    let off = parse(&[
+        ("CAMRELAY_RTSP_UDP", "no"),
+        ("CAMRELAY_RTSP_RTP_ADDR", "0.0.0.0:7000"),
+        ("CAMRELAY_RTSP_RTCP_ADDR", "0.0.0.0:7000"),
+    ]);
+    assert_eq!(off.rtsp.udp, None);
+    let table = off.to_string();
+    assert!(table.contains("CAMRELAY_RTSP_UDP=false "), "{table}");
+    assert_eq!(
+        setting(&off, "CAMRELAY_RTSP_RTP_ADDR"),
+        ("(not used)".to_owned(), Source::Default)
+    );
+    assert_eq!(
+        setting(&off, "CAMRELAY_RTSP_RTCP_ADDR"),
+        ("(not used)".to_owned(), Source::Default)
+    );
+    // ... but a typo is still a typo.
+    let errors = fail(&[
+        ("CAMRELAY_RTSP_UDP", "false"),
+        ("CAMRELAY_RTSP_RTP_ADDR", "8000"),
+    ]);
+    assert!(message(&errors, "CAMRELAY_RTSP_RTP_ADDR").contains("\"8000\""));
+    let errors = fail(&[("CAMRELAY_RTSP_UDP", "tcp")]);
+    assert!(message(&errors, "CAMRELAY_RTSP_UDP").contains("boolean"));
+
+    // On: RTP and RTCP need different ports, whatever the IPs.
+    for rtcp in ["0.0.0.0:8000", "127.0.0.1:8000"] {
+        let errors = fail(&[("CAMRELAY_RTSP_RTCP_ADDR", rtcp)]);
+        let text = message(&errors, "CAMRELAY_RTSP_RTCP_ADDR");
+        assert!(
+            text.contains("CAMRELAY_RTSP_RTP_ADDR") && text.contains("different ports"),
+            "{text}"
+        );
+        assert_eq!(errors.len(), 1, "{errors}");
+    }
+    // Port 0 (any free port, as in tests) never clashes.
+    let any = parse(&[
+        ("CAMRELAY_RTSP_RTP_ADDR", "127.0.0.1:0"),
+        ("CAMRELAY_RTSP_RTCP_ADDR", "127.0.0.1:0"),
+    ]);
+    let udp = any.rtsp.udp.unwrap();
+    assert_eq!((udp.rtp_addr.port(), udp.rtcp_addr.port()), (0, 0));
+}
+
+#[test]
+fn rtsp_limits_and_timeouts() {
+    let config = parse(&[
+        ("CAMRELAY_RTSP_MAX_CLIENTS", "100000"),
+        ("CAMRELAY_RTSP_MAX_CLIENTS_PER_CAMERA", "100000"),
+        ("CAMRELAY_RTSP_SESSION_TIMEOUT", "10s"),
+        ("CAMRELAY_RTSP_START_TIMEOUT", "2m"),
+    ]);
+    assert_eq!(config.rtsp.max_clients, 100_000);
+    assert_eq!(config.rtsp.max_clients_per_camera, 100_000);
+    assert_eq!(config.rtsp.session_timeout, Duration::from_secs(10));
+    assert_eq!(config.rtsp.start_timeout, Duration::from_secs(120));
+
+    let errors = fail(&[
+        ("CAMRELAY_RTSP_MAX_CLIENTS", "0"),
+        ("CAMRELAY_RTSP_MAX_CLIENTS_PER_CAMERA", "100001"),
+        ("CAMRELAY_RTSP_SESSION_TIMEOUT", "9s"),
+        ("CAMRELAY_RTSP_START_TIMEOUT", "500ms"),
+    ]);
+    assert!(message(&errors, "CAMRELAY_RTSP_MAX_CLIENTS").contains("between 1 and 100000"));
+    assert!(
+        message(&errors, "CAMRELAY_RTSP_MAX_CLIENTS_PER_CAMERA").contains("between 1 and 100000")
+    );
+    assert!(message(&errors, "CAMRELAY_RTSP_SESSION_TIMEOUT").contains("between 10s and 1h"));
+    assert!(message(&errors, "CAMRELAY_RTSP_START_TIMEOUT").contains("between 1s and 2m"));
+    assert_eq!(errors.len(), 4, "{errors}");
+    let errors = fail(&[
+        ("CAMRELAY_RTSP_SESSION_TIMEOUT", "61m"),
+        ("CAMRELAY_RTSP_START_TIMEOUT", "121s"),
+        ("CAMRELAY_RTSP_MAX_CLIENTS", "many"),
+    ]);
+    assert_eq!(errors.len(), 3, "{errors}");
+    assert!(message(&errors, "CAMRELAY_RTSP_MAX_CLIENTS").contains("whole number"));
+
+    // One camera cannot have more clients than all of them together.
+    let errors = fail(&[
+        ("CAMRELAY_RTSP_MAX_CLIENTS", "10"),
+        ("CAMRELAY_RTSP_MAX_CLIENTS_PER_CAMERA", "11"),
+    ]);
+    let text = message(&errors, "CAMRELAY_RTSP_MAX_CLIENTS_PER_CAMERA");
+    assert!(
+        text.contains("11") && text.contains("CAMRELAY_RTSP_MAX_CLIENTS (10)"),
+        "{text}"
+    );
+    assert_eq!(errors.len(), 1, "{errors}");
+    let equal = parse(&[
+        ("CAMRELAY_RTSP_MAX_CLIENTS", "10"),
+        ("CAMRELAY_RTSP_MAX_CLIENTS_PER_CAMERA", "10"),
+    ]);
+    assert_eq!(equal.rtsp.max_clients_per_camera, 10);
+
+    // Lowering the total alone caps the per-camera default, which still
+    // counts as the default.
+    let low = parse(&[("CAMRELAY_RTSP_MAX_CLIENTS", "100")]);
+    assert_eq!(low.rtsp.max_clients_per_camera, 100);
+    assert_eq!(
+        setting(&low, "CAMRELAY_RTSP_MAX_CLIENTS_PER_CAMERA"),
+        ("100".to_owned(), Source::Default)
+    );
+    assert_eq!(
+        setting(&low, "CAMRELAY_RTSP_MAX_CLIENTS"),
+        ("100".to_owned(), Source::Environment)
+    );
+}
+
+#[test]
+fn rtsp_credentials_both_or_neither() {
+    let config = parse(&[
+        ("CAMRELAY_RTSP_USERNAME", " viewer "),
+        ("CAMRELAY_RTSP_PASSWORD", " pass word "),
+    ]);
+    let credentials = config.rtsp.credentials.as_ref().unwrap();
+    assert_eq!(credentials.username, "viewer");
+    assert_eq!(credentials.password.expose_secret(), " pass word ");
+
+    let errors = fail(&[("CAMRELAY_RTSP_USERNAME", "viewer")]);
+    let text = message(&errors, "CAMRELAY_RTSP_PASSWORD");
+    assert!(
+        text.contains("is not set") && text.contains("CAMRELAY_RTSP_USERNAME"),
+        "{text}"
+    );
+    assert_eq!(errors.len(), 1, "{errors}");
+    // Blank is unset.
+    let errors = fail(&[
+        ("CAMRELAY_RTSP_USERNAME", "  "),
+        ("CAMRELAY_RTSP_PASSWORD", "pw"),
+    ]);
+    assert!(message(&errors, "CAMRELAY_RTSP_USERNAME").contains("CAMRELAY_RTSP_PASSWORD"));
+    assert_eq!(errors.len(), 1, "{errors}");
+
+    for bad in ["a:b", "say \"hi\"", "back\\slash", "tab\tbed"] {
+        let errors = fail(&[
+            ("CAMRELAY_RTSP_USERNAME", bad),
+            ("CAMRELAY_RTSP_PASSWORD", "pw"),
+        ]);
+        assert!(
+            message(&errors, "CAMRELAY_RTSP_USERNAME").contains("RTSP user name"),
+            "{errors}"
+        );
+        assert_eq!(errors.len(), 1, "{errors}");
+    }
+}
+
+#[test]
+fn ingest_settings() {
+    let config = parse(&[
+        ("CAMRELAY_INGEST_TIMEOUT", "2s"),
+        ("CAMRELAY_INGEST_RETRY_INITIAL", "100ms"),
+        ("CAMRELAY_INGEST_RETRY_MAX", "1h"),
+    ]);
+    assert_eq!(
+        config.ingest,
+        IngestConfig {
+            timeout: Duration::from_secs(2),
+            retry_initial: Duration::from_millis(100),
+            retry_max: Duration::from_secs(3600),
+        }
+    );
+    let equal = parse(&[
+        ("CAMRELAY_INGEST_RETRY_INITIAL", "5s"),
+        ("CAMRELAY_INGEST_RETRY_MAX", "5s"),
+    ]);
+    assert_eq!(equal.ingest.retry_initial, equal.ingest.retry_max);
+
+    let errors = fail(&[
+        ("CAMRELAY_INGEST_TIMEOUT", "1s"),
+        ("CAMRELAY_INGEST_RETRY_INITIAL", "50ms"),
+        ("CAMRELAY_INGEST_RETRY_MAX", "2h"),
+    ]);
+    assert!(message(&errors, "CAMRELAY_INGEST_TIMEOUT").contains("between 2s and 5m"));
+    assert!(message(&errors, "CAMRELAY_INGEST_RETRY_INITIAL").contains("between 100ms and 1h"));
+    assert!(message(&errors, "CAMRELAY_INGEST_RETRY_MAX").contains("between 100ms and 1h"));
+    assert_eq!(errors.len(), 3, "{errors}");
+    let errors = fail(&[("CAMRELAY_INGEST_TIMEOUT", "301s")]);
+    message(&errors, "CAMRELAY_INGEST_TIMEOUT");
+
+    // The initial delay must not exceed the cap, set or default.
+    let errors = fail(&[("CAMRELAY_INGEST_RETRY_INITIAL", "2m")]);
+    let text = message(&errors, "CAMRELAY_INGEST_RETRY_INITIAL");
+    assert!(text.contains("CAMRELAY_INGEST_RETRY_MAX (1m)"), "{text}");
+    let errors = fail(&[("CAMRELAY_INGEST_RETRY_MAX", "500ms")]);
+    assert!(message(&errors, "CAMRELAY_INGEST_RETRY_INITIAL").contains("500ms"));
+    assert_eq!(errors.len(), 1, "{errors}");
+}
+
+#[test]
+fn extra_ca_file_is_named_not_read() {
+    // The file does not exist: the config crate never opens it.
+    let path = "/nonexistent/camrelay-test/ca.pem";
+    let config = parse(&[("CAMRELAY_EXTRA_CA_FILE", &format!("  {path} "))]);
+    assert_eq!(config.extra_ca_file.as_deref(), Some(Path::new(path)));
+    assert_eq!(
+        setting(&config, "CAMRELAY_EXTRA_CA_FILE"),
+        (path.to_owned(), Source::Environment)
+    );
+    let relative = parse(&[("CAMRELAY_EXTRA_CA_FILE", "certs/sim-ca.pem")]);
+    assert_eq!(
+        relative.extra_ca_file.as_deref(),
+        Some(Path::new("certs/sim-ca.pem"))
+    );
+
+    let unset = parse(&[("CAMRELAY_EXTRA_CA_FILE", " ")]);
+    assert_eq!(unset.extra_ca_file, None);
+    assert_eq!(
+        setting(&unset, "CAMRELAY_EXTRA_CA_FILE"),
+        ("(unset)".to_owned(), Source::Default)
+    );
+
+    let errors = fail(&[("CAMRELAY_EXTRA_CA_FILE", "ca\0.pem")]);
+    assert!(message(&errors, "CAMRELAY_EXTRA_CA_FILE").contains("NUL"));
 }
 
 #[test]
