@@ -18,5 +18,6 @@ pub mod demo;
 pub mod http;
 pub mod lease;
 pub mod logging;
+pub mod media;
 pub mod nest;
 pub mod stats;

@@ -1,0 +1,117 @@
+//! A camera's media hub: its bus (one ring of RTP packets for every client), its current media
+//! description, and what went through it. The hub lives as long as the camera; upstream
+//! sessions come and go behind it.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use camrelay_rtsp::bus::{Bus, Subscriber};
+use camrelay_rtsp::media::MediaDescription;
+use camrelay_rtsp::rtp::Packet;
+use tokio::sync::watch;
+
+use super::packager::Output;
+
+/// What went through a camera's hub (all since start).
+#[derive(Debug, Default)]
+pub struct MediaStats {
+    /// Upstream sessions established.
+    pub sessions: AtomicU64,
+    /// Upstream sessions that failed or ended.
+    pub session_failures: AtomicU64,
+    /// Whether an upstream session is delivering now.
+    pub connected: AtomicBool,
+    /// Video frames received.
+    pub video_frames_in: AtomicU64,
+    /// Audio frames received.
+    pub audio_frames_in: AtomicU64,
+    /// Media bytes received.
+    pub bytes_in: AtomicU64,
+    /// RTP packets published to the bus.
+    pub packets_out: AtomicU64,
+    /// Bytes of RTP published.
+    pub bytes_out: AtomicU64,
+    /// The last upstream error (free of secrets).
+    pub last_error: Mutex<Option<String>>,
+}
+
+impl MediaStats {
+    /// Records an upstream failure.
+    pub fn failed(&self, error: String) {
+        self.session_failures.fetch_add(1, Ordering::Relaxed);
+        self.connected.store(false, Ordering::Relaxed);
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(error);
+    }
+
+    /// The last upstream error.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// One camera's media.
+#[derive(Debug)]
+pub struct Hub {
+    bus: Bus<Packet>,
+    description: watch::Sender<Option<MediaDescription>>,
+    /// Counters.
+    pub stats: MediaStats,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Hub {
+    /// A hub with no media yet.
+    pub fn new() -> Self {
+        Self {
+            bus: Bus::default(),
+            description: watch::channel(None).0,
+            stats: MediaStats::default(),
+        }
+    }
+
+    /// Publishes what the packager produced: a new description first, then the packets.
+    pub fn publish(&self, output: Output) {
+        if let Some(description) = output.description {
+            self.description.send_replace(Some(description));
+        }
+        for packet in output.packets {
+            self.stats.packets_out.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .bytes_out
+                .fetch_add(packet.data.len() as u64, Ordering::Relaxed);
+            self.bus.publish(packet);
+        }
+    }
+
+    /// A subscription to the camera's packets, starting at the cached keyframe.
+    pub fn subscribe(&self) -> Subscriber<Packet> {
+        self.bus.subscribe()
+    }
+
+    /// The current description, once media has flowed.
+    pub fn description(&self) -> Option<MediaDescription> {
+        self.description.borrow().clone()
+    }
+
+    /// Watches the description (it appears when media first flows, and changes with the
+    /// camera's parameters).
+    pub fn watch_description(&self) -> watch::Receiver<Option<MediaDescription>> {
+        self.description.subscribe()
+    }
+
+    /// Subscribers now.
+    pub fn subscribers(&self) -> usize {
+        self.bus.subscribers()
+    }
+}

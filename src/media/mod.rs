@@ -1,0 +1,9 @@
+//! The relay's media path inside one camera: frames from the ingest are packetized once
+//! ([`packager`]) on a continuous timeline ([`timeline`]) and fanned out through the camera's
+//! [`hub`] to every sink.
+
+pub mod hub;
+pub mod packager;
+pub mod timeline;
+
+pub use hub::{Hub, MediaStats};
