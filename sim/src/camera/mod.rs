@@ -7,6 +7,7 @@
 //! or get 404 as from Google.
 
 mod fixture;
+mod tls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -40,7 +41,23 @@ pub struct SimCameraConfig {
     pub credentials: Option<(String, String)>,
     /// Nest mode: serve `/sdm_live_stream/{token}?auth=…` for the fake SDM's live streams.
     pub nest: Option<FakeSdm>,
+    /// Serve `rtsps://` (TLS over TCP, as Google does) with the test certificate
+    /// ([`TEST_CERT_PEM`], issued by [`TEST_CA_PEM`] for `127.0.0.1` and `localhost`).
+    pub tls: bool,
+    /// Listen here instead of a free port on 127.0.0.1 (to come back on the same port after
+    /// [`SimCamera::stop`]).
+    pub addr: Option<SocketAddr>,
 }
+
+/// The CA that issued the simulated camera's certificate (PEM): trust it with
+/// `CAMRELAY_EXTRA_CA_FILE` (see [`TEST_CA_FILE`]).
+pub const TEST_CA_PEM: &str = include_str!("../../fixtures/tls/ca.pem");
+/// The simulated camera's certificate (PEM), for `127.0.0.1` and `localhost`, valid to 2126.
+pub const TEST_CERT_PEM: &str = include_str!("../../fixtures/tls/cert.pem");
+/// Its private key (PEM). A test fixture, public on purpose: it protects nothing.
+pub const TEST_KEY_PEM: &str = include_str!("../../fixtures/tls/key.pem");
+/// Path of [`TEST_CA_PEM`] in the source tree.
+pub const TEST_CA_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/tls/ca.pem");
 
 /// One simulated stream: its bus, fed by a task that loops the fixture.
 #[derive(Debug)]
@@ -78,9 +95,14 @@ impl SimMounts {
         let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
         Arc::clone(streams.entry(key.to_owned()).or_insert_with(|| {
             let stream = Arc::new(new_stream(&self.fixture, name));
+            let ssrcs = (
+                stream.description.tracks[0].ssrc,
+                stream.description.tracks[1].ssrc,
+            );
             tokio::spawn(play(
                 Arc::clone(&self.fixture),
                 stream.bus.clone(),
+                ssrcs,
                 self.shutdown.clone(),
             ));
             stream
@@ -145,10 +167,16 @@ fn new_stream(fixture: &Fixture, name: &str) -> SimStream {
 
 /// Plays the fixture on `bus` in real time, forever: video every 40 ms, audio every 1024
 /// samples, timestamps continuous across loops.
-async fn play(fixture: Arc<Fixture>, bus: Bus<Packet>, shutdown: CancellationToken) {
-    let mut video = H264Packetizer::new(0, H264_PAYLOAD_TYPE, fastrand::u32(..), fastrand::u16(..));
+/// The packets carry the SSRCs (video, audio) the description announces.
+async fn play(
+    fixture: Arc<Fixture>,
+    bus: Bus<Packet>,
+    (video_ssrc, audio_ssrc): (u32, u32),
+    shutdown: CancellationToken,
+) {
+    let mut video = H264Packetizer::new(0, H264_PAYLOAD_TYPE, video_ssrc, fastrand::u16(..));
     video.set_parameter_sets(fixture.sps.clone(), fixture.pps.clone());
-    let mut audio = AacPacketizer::new(1, AAC_PAYLOAD_TYPE, fastrand::u32(..), fastrand::u16(..));
+    let mut audio = AacPacketizer::new(1, AAC_PAYLOAD_TYPE, audio_ssrc, fastrand::u16(..));
     let video_base = fastrand::u32(..);
     let audio_base = fastrand::u32(..);
     let sample_rate = u64::from(fixture.audio_config.sample_rate);
@@ -190,14 +218,29 @@ async fn play(fixture: Arc<Fixture>, bus: Bus<Packet>, shutdown: CancellationTok
 #[derive(Debug)]
 pub struct SimCamera {
     server: Server,
+    /// The TLS front's address, with TLS.
+    tls_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
 }
 
 impl SimCamera {
-    /// Starts serving on 127.0.0.1 (a free port).
+    /// Starts serving on 127.0.0.1 (a free port, unless [`SimCameraConfig::addr`] is set).
     pub async fn start(config: SimCameraConfig) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        let public = config
+            .addr
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let public = TcpListener::bind(public).await?;
         let shutdown = CancellationToken::new();
+        // With TLS the RTSP server listens on a private port behind a TLS front.
+        let (listener, tls_addr) = if config.tls {
+            let inner = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+            let inner_addr = inner.local_addr()?;
+            let addr = public.local_addr()?;
+            tokio::spawn(tls::front(public, inner_addr, shutdown.clone())?);
+            (inner, Some(addr))
+        } else {
+            (public, None)
+        };
         let mounts = Arc::new(SimMounts {
             fixture: Arc::new(Fixture::load()),
             paths: config.paths,
@@ -224,17 +267,26 @@ impl SimCamera {
             },
             shutdown.clone(),
         )?;
-        Ok(Self { server, shutdown })
+        Ok(Self {
+            server,
+            tls_addr,
+            shutdown,
+        })
     }
 
     /// Where it listens.
     pub fn addr(&self) -> SocketAddr {
-        self.server.local_addr()
+        self.tls_addr.unwrap_or_else(|| self.server.local_addr())
     }
 
-    /// `rtsp://127.0.0.1:PORT{path}`.
+    /// `rtsp://127.0.0.1:PORT{path}` (`rtsps://` with TLS).
     pub fn url(&self, path: &str) -> String {
-        format!("rtsp://{}{path}", self.addr())
+        let scheme = if self.tls_addr.is_some() {
+            "rtsps"
+        } else {
+            "rtsp"
+        };
+        format!("{scheme}://{}{path}", self.addr())
     }
 
     /// Server counters.
