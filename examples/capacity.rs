@@ -56,6 +56,7 @@ async fn run(cameras: usize, hours: u64, reserve: &str, seed: u64) -> Figures {
         ("CAMRELAY_ALWAYS_ON".into(), "true".into()),
         ("CAMRELAY_HTTP_ADDR".into(), "127.0.0.1:0".into()),
         ("CAMRELAY_RTSP_ADDR".into(), "127.0.0.1:0".into()),
+        ("CAMRELAY_RTSP_UDP".into(), "false".into()),
     ]);
     let shutdown = CancellationToken::new();
     let relay = Relay::start(Config::from_vars(vars).unwrap(), shutdown.clone())

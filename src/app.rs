@@ -10,14 +10,19 @@ use std::time::Duration;
 use anyhow::Context;
 use camrelay_api_clients::nest::{NestClient, NestClientConfig, StreamUrl};
 use camrelay_config::{Config, NestConfig};
+use camrelay_rtsp::server::Server;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
-use crate::camera::{self, Camera, DemandGuard, Registry, Source};
+use crate::camera::{self, Camera, Credentials, DemandGuard, Registry, Source};
 use crate::http;
+use crate::ingest::tls::TlsClients;
+use crate::ingest::{self, IngestSettings};
 use crate::nest::{self, NestService};
+use crate::rtsp;
 
 /// How long shutdown may take before the remaining tasks are abandoned: leases get
 /// [`crate::lease::task::SHUTDOWN_STOP_TIMEOUT`] to stop their streams, the queue
@@ -36,6 +41,10 @@ pub struct Relay {
     pub nest: Option<NestService>,
     /// Where the HTTP endpoints listen.
     pub http_addr: SocketAddr,
+    /// The local RTSP server.
+    pub rtsp: Server,
+    /// How cameras are pulled.
+    ingest: IngestSettings,
     /// The configuration in force.
     pub config: Config,
     /// When the relay started.
@@ -68,6 +77,21 @@ impl Relay {
             .await
             .with_context(|| format!("cannot listen on CAMRELAY_HTTP_ADDR {}", config.http_addr))?;
         let http_addr = listener.local_addr()?;
+        let ingest = IngestSettings {
+            timeout: config.ingest.timeout,
+            retry_initial: config.ingest.retry_initial,
+            retry_max: config.ingest.retry_max,
+            idle_grace: config.idle_grace,
+            tls: TlsClients::new(config.extra_ca_file.as_deref())?,
+        };
+        let registry = Arc::new(Registry::default());
+        let rtsp = rtsp::start(
+            config.rtsp_addr,
+            &config.rtsp,
+            Arc::clone(&registry),
+            shutdown.clone(),
+        )
+        .await?;
         let (nest, queue) = match &config.nest {
             Some(nest_config) => {
                 let (nest, queue) = start_nest(nest_config, &config)?;
@@ -76,9 +100,11 @@ impl Relay {
             None => (None, None),
         };
         let relay = Arc::new(Self {
-            registry: Arc::new(Registry::default()),
+            registry,
             nest,
             http_addr,
+            rtsp,
+            ingest,
             config,
             started: Instant::now(),
             discovery: Mutex::new(DiscoveryState::default()),
@@ -94,29 +120,49 @@ impl Relay {
         }
         let server = http::serve(listener, Arc::clone(&relay), shutdown.clone());
         relay.spawn(server);
-        tracing::info!(http = %http_addr, cameras = relay.config.cameras.len(), nest = relay.nest.is_some(), "camrelay started");
+        tracing::info!(http = %http_addr, rtsp = %relay.rtsp.local_addr(), cameras = relay.config.cameras.len(), nest = relay.nest.is_some(), "camrelay started");
         Ok(relay)
     }
 
     fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
-        self.tasks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .spawn(task);
+        let mut tasks = self.tasks.lock().unwrap_or_else(PoisonError::into_inner);
+        // Reap the finished ones (the ingests of removed cameras).
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(task);
+    }
+
+    /// Starts pulling `camera` whenever it is wanted, until it is removed.
+    fn start_ingest(&self, camera: &Arc<Camera>) {
+        let span = tracing::info_span!("ingest", camera = %camera.id);
+        let task = ingest::run(
+            Arc::clone(camera),
+            self.ingest.clone(),
+            camera.cancel.clone(),
+        );
+        self.spawn(task.instrument(span));
     }
 
     fn register_static(&self, shutdown: &CancellationToken) {
         for cam in &self.config.cameras {
             let url = StreamUrl::new(cam.url.clone());
+            let credentials = cam.username.clone().map(|username| Credentials {
+                username,
+                password: cam.password.clone().unwrap_or_default(),
+            });
             let camera = Camera::new(
                 cam.id.clone(),
                 cam.name.clone(),
-                |_| Source::Static { url },
+                |_| Source::Static {
+                    url,
+                    credentials,
+                    tls_verify: cam.tls_verify,
+                },
                 shutdown.child_token(),
             );
             if cam.always_on {
                 self.keep_on(&camera);
             }
+            self.start_ingest(&camera);
             // Static ids are unique (the configuration checks it).
             let _ = self.registry.insert(camera);
         }
@@ -187,11 +233,12 @@ impl Relay {
                 id.clone(),
                 device.display_name().to_owned(),
                 |demand| {
-                    let (task, status) = nest.lease(&device.id, demand, lease_cancel);
+                    let (task, status, rejected) = nest.lease(&device.id, demand, lease_cancel);
                     lease_task = Some(task);
                     Source::Nest {
                         device: device.id.clone(),
                         lease: status,
+                        rejected,
                     }
                 },
                 cancel,
@@ -207,6 +254,7 @@ impl Relay {
                 while leases.try_join_next().is_some() {}
                 leases.spawn(task);
             }
+            self.start_ingest(&camera);
             tracing::info!(camera = %id, device = %device.id, "Nest camera added");
             if self.config.always_on {
                 self.keep_on(&camera);

@@ -5,11 +5,13 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use camrelay_api_clients::nest::StreamUrl;
-use tokio::sync::watch;
+use secrecy::SecretString;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::lease::Demand;
 use crate::lease::task::LeaseStatus;
+use crate::media::Hub;
 
 /// Longest readable id made from a device name.
 pub const MAX_SLUG_LEN: usize = 48;
@@ -21,6 +23,10 @@ pub enum Source {
     Static {
         /// The camera's URL, without credentials.
         url: StreamUrl,
+        /// User name and password, if the camera wants them.
+        credentials: Option<Credentials>,
+        /// Verify an `rtsps://` camera's certificate.
+        tls_verify: bool,
     },
     /// A Nest camera; its URL comes from its lease.
     Nest {
@@ -28,7 +34,26 @@ pub enum Source {
         device: String,
         /// The lease's status.
         lease: watch::Receiver<LeaseStatus>,
+        /// Where the ingest reports a refused URL, by its generation.
+        rejected: mpsc::Sender<u64>,
     },
+}
+
+/// A camera's user name and password. `Debug` shows the name only.
+#[derive(Clone)]
+pub struct Credentials {
+    /// User name.
+    pub username: String,
+    /// Password.
+    pub password: SecretString,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One camera.
@@ -40,6 +65,8 @@ pub struct Camera {
     pub name: String,
     /// Where the stream comes from.
     pub source: Source,
+    /// Its media: the bus every client subscribes to, and what went through it.
+    pub media: Hub,
     demand: watch::Sender<Demand>,
     /// Stops the camera's tasks when it is removed.
     pub cancel: CancellationToken,
@@ -59,6 +86,7 @@ impl Camera {
             id,
             name,
             source,
+            media: Hub::new(),
             demand,
             cancel,
         })
@@ -75,6 +103,11 @@ impl Camera {
             camera: Arc::clone(self),
             interactive,
         }
+    }
+
+    /// Watches the demand.
+    pub fn watch_demand(&self) -> watch::Receiver<Demand> {
+        self.demand.subscribe()
     }
 
     /// Current demand.
@@ -317,6 +350,8 @@ mod tests {
                 name.into(),
                 |_| Source::Static {
                     url: StreamUrl::new(url::Url::parse("rtsp://h/x").unwrap()),
+                    credentials: None,
+                    tls_verify: true,
                 },
                 CancellationToken::new(),
             )
@@ -335,6 +370,8 @@ mod tests {
             "C".into(),
             |_| Source::Static {
                 url: StreamUrl::new(url::Url::parse("rtsp://h/x").unwrap()),
+                credentials: None,
+                tls_verify: true,
             },
             CancellationToken::new(),
         );

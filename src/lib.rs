@@ -9,6 +9,8 @@
 //! - [`camera`]: the registry of cameras, their ids and demand;
 //! - [`lease`]: per-camera stream leases (a state machine and its task);
 //! - [`nest`]: the command queue's executor over the SDM client;
+//! - [`ingest`], [`media`] and [`rtsp`]: the media path, from each camera through its hub to
+//!   RTSP clients;
 //! - [`http`] and [`stats`]: what operators read;
 //! - [`demo`]: the offline demo.
 
@@ -16,8 +18,10 @@ pub mod app;
 pub mod camera;
 pub mod demo;
 pub mod http;
+pub mod ingest;
 pub mod lease;
 pub mod logging;
 pub mod media;
 pub mod nest;
+pub mod rtsp;
 pub mod stats;

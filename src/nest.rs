@@ -14,7 +14,7 @@ use camrelay_queue::{
     AdmissionConfig, BudgetConfig, ErrorClass, Executor, MemoryBudget, Queue, QueueHandle,
     RateLimitScope, SchedulerConfig,
 };
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -213,7 +213,8 @@ impl NestService {
             .collect())
     }
 
-    /// The lease task of `device`, driven by `demand`, until `cancel`; spawn the future.
+    /// The lease task of `device`, driven by `demand`, until `cancel`; spawn the future. Also
+    /// returns the lease's status and the sender for the ingest's refusals of its URLs.
     pub fn lease(
         &self,
         device: &str,
@@ -222,14 +223,15 @@ impl NestService {
     ) -> (
         impl Future<Output = ()> + Send + 'static,
         watch::Receiver<LeaseStatus>,
+        mpsc::Sender<u64>,
     ) {
-        let (task, status) = LeaseTask::new(
+        let (task, status, rejected) = LeaseTask::new(
             Arc::from(device),
             self.lease.clone(),
             self.queue.clone(),
             demand,
         );
         let span = tracing::info_span!("lease", device = %device);
-        (task.run(cancel).instrument(span), status)
+        (task.run(cancel).instrument(span), status, rejected)
     }
 }

@@ -119,7 +119,7 @@ impl CameraStats {
                 demand,
                 lease: None,
             },
-            Source::Nest { device, lease } => {
+            Source::Nest { device, lease, .. } => {
                 let status = lease.borrow().clone();
                 let c = &status.counters;
                 Self {

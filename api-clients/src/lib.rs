@@ -9,4 +9,4 @@
 //! stream tokens never appear in `Debug`, `Display` or error messages.
 
 pub mod nest;
-mod sanitize;
+pub mod sanitize;

@@ -6,15 +6,15 @@
 //! truncates it and masks anything shaped like a token.
 
 /// Longest remote message kept, in characters.
-pub(crate) const MAX_REMOTE_TEXT: usize = 300;
+pub const MAX_REMOTE_TEXT: usize = 300;
 
 /// Runs of token characters at least this long are masked. Stream tokens, extension tokens,
 /// OAuth tokens and JWTs are all far longer; ordinary words and numbers are shorter.
-pub(crate) const TOKEN_RUN: usize = 24;
+pub const TOKEN_RUN: usize = 24;
 
 /// A remote message fit for logs: control characters dropped, token-like runs masked, truncated
 /// to [`MAX_REMOTE_TEXT`] characters.
-pub(crate) fn remote_text(text: &str) -> String {
+pub fn remote_text(text: &str) -> String {
     let mut out = String::with_capacity(text.len().min(MAX_REMOTE_TEXT + 16));
     let mut run = String::new();
     let flush = |run: &mut String, out: &mut String| {

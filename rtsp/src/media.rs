@@ -72,7 +72,7 @@ impl Track {
 }
 
 /// Everything a client needs to set up a camera's streams.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MediaDescription {
     /// The tracks, video first.
     pub tracks: Vec<Track>,

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use camrelay_api_clients::nest::{NestError, NestErrorKind, Operation, StreamUrl};
 use camrelay_queue::{AdmitError, Class, QueueError, QueueHandle, Request, StreamPermit};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -25,6 +25,10 @@ use crate::nest::{DeviceCommand, NestCommand, NestExecutor, NestReply};
 /// How long a camera's task waits, on shutdown, for the stop of its stream. The stop is a
 /// courtesy (the stream expires by itself) and must not hold up the exit.
 pub const SHUTDOWN_STOP_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Refusals of stream URLs the ingest may report at once; more are dropped (one is enough to
+/// end the stream, and the ingest reports at most one per connection attempt).
+pub const REJECTIONS_CAPACITY: usize = 4;
 
 /// What the lease publishes.
 #[derive(Debug, Clone)]
@@ -64,6 +68,7 @@ pub struct LeaseTask {
     lease: Lease,
     queue: QueueHandle<NestExecutor>,
     demand: watch::Receiver<Demand>,
+    rejections: mpsc::Receiver<u64>,
     status: watch::Sender<LeaseStatus>,
     url: Option<StreamUrl>,
     permit: Option<StreamPermit>,
@@ -82,27 +87,30 @@ impl std::fmt::Debug for LeaseTask {
 }
 
 impl LeaseTask {
-    /// A task for `device`, and the receiver of its status.
+    /// A task for `device`, the receiver of its status, and the sender on which the ingest
+    /// reports a refused URL by its [`LeaseStatus::generation`].
     pub fn new(
         device: Arc<str>,
         config: LeaseConfig,
         queue: QueueHandle<NestExecutor>,
         demand: watch::Receiver<Demand>,
-    ) -> (Self, watch::Receiver<LeaseStatus>) {
+    ) -> (Self, watch::Receiver<LeaseStatus>, mpsc::Sender<u64>) {
         let lease = Lease::new(config);
         let (status, rx) = watch::channel(snapshot(&lease, None));
+        let (rejected, rejections) = mpsc::channel(REJECTIONS_CAPACITY);
         let task = Self {
             device,
             lease,
             queue,
             demand,
+            rejections,
             status,
             url: None,
             permit: None,
             pending: None,
             sent: None,
         };
-        (task, rx)
+        (task, rx, rejected)
     }
 
     /// Runs until `cancel` fires or the camera's demand sender is dropped.
@@ -133,6 +141,7 @@ impl LeaseTask {
                         Done::Command(input) => input,
                     }
                 }
+                Some(generation) = self.rejections.recv() => Input::Rejected { generation },
                 () = sent(&mut self.sent) => {
                     self.sent = None;
                     Input::Sent

@@ -19,7 +19,7 @@ pub struct MediaStats {
     pub sessions: AtomicU64,
     /// Upstream sessions that failed or ended.
     pub session_failures: AtomicU64,
-    /// Whether an upstream session is delivering now.
+    /// Whether an upstream session is delivering now (set at its first keyframe).
     pub connected: AtomicBool,
     /// Video frames received.
     pub video_frames_in: AtomicU64,
@@ -39,7 +39,6 @@ impl MediaStats {
     /// Records an upstream failure.
     pub fn failed(&self, error: String) {
         self.session_failures.fetch_add(1, Ordering::Relaxed);
-        self.connected.store(false, Ordering::Relaxed);
         *self
             .last_error
             .lock()
@@ -60,6 +59,8 @@ impl MediaStats {
 pub struct Hub {
     bus: Bus<Packet>,
     description: watch::Sender<Option<MediaDescription>>,
+    /// Whether the current upstream session has delivered a keyframe: clients can start now.
+    live: watch::Sender<bool>,
     /// Counters.
     pub stats: MediaStats,
 }
@@ -76,6 +77,7 @@ impl Hub {
         Self {
             bus: Bus::default(),
             description: watch::channel(None).0,
+            live: watch::channel(false).0,
             stats: MediaStats::default(),
         }
     }
@@ -86,12 +88,34 @@ impl Hub {
             self.description.send_replace(Some(description));
         }
         for packet in output.packets {
+            if packet.keyframe && !*self.live.borrow() {
+                self.live.send_replace(true);
+                self.stats.connected.store(true, Ordering::Relaxed);
+            }
             self.stats.packets_out.fetch_add(1, Ordering::Relaxed);
             self.stats
                 .bytes_out
                 .fetch_add(packet.data.len() as u64, Ordering::Relaxed);
             self.bus.publish(packet);
         }
+    }
+
+    /// The upstream session ended: until the next one delivers a keyframe, the camera is not
+    /// live and new subscribers get nothing stale (the cached GOP is dropped).
+    pub fn session_ended(&self) {
+        self.bus.reset();
+        self.live.send_replace(false);
+        self.stats.connected.store(false, Ordering::Relaxed);
+    }
+
+    /// Whether media is flowing now (a keyframe of the current upstream session went out).
+    pub fn is_live(&self) -> bool {
+        *self.live.borrow()
+    }
+
+    /// Watches [`Hub::is_live`].
+    pub fn watch_live(&self) -> watch::Receiver<bool> {
+        self.live.subscribe()
     }
 
     /// A subscription to the camera's packets, starting at the cached keyframe.

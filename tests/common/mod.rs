@@ -3,6 +3,8 @@
 // Each test binary uses a different part of these helpers.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
+pub mod media;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +30,8 @@ pub async fn start(fake: FakeSdmConfig, extra: &[(&str, &str)]) -> Running {
     let mut vars = camrelay::demo::fake_nest_env(&fake, &sdm);
     vars.push(("CAMRELAY_HTTP_ADDR".into(), "127.0.0.1:0".into()));
     vars.push(("CAMRELAY_RTSP_ADDR".into(), "127.0.0.1:0".into()));
+    vars.push(("CAMRELAY_RTSP_RTP_ADDR".into(), "127.0.0.1:0".into()));
+    vars.push(("CAMRELAY_RTSP_RTCP_ADDR".into(), "127.0.0.1:0".into()));
     for (k, v) in extra {
         vars.push(((*k).into(), (*v).into()));
     }

@@ -1,0 +1,158 @@
+//! Media helpers: a relay with static cameras, and real RTSP clients (ffprobe, GStreamer).
+
+use std::process::Output;
+use std::sync::Arc;
+use std::time::Duration;
+
+use camrelay::app::Relay;
+use camrelay_config::Config;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+/// A relay without Nest.
+pub struct RelayRunning {
+    pub relay: Arc<Relay>,
+    pub shutdown: CancellationToken,
+}
+
+impl Drop for RelayRunning {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl RelayRunning {
+    /// `rtsp://127.0.0.1:PORT/{id}` on the relay.
+    pub fn url(&self, id: &str) -> String {
+        format!("rtsp://{}/{id}", self.relay.rtsp.local_addr())
+    }
+
+    /// `rtsp://user:password@127.0.0.1:PORT/{id}`.
+    pub fn url_with(&self, id: &str, user: &str, password: &str) -> String {
+        format!(
+            "rtsp://{user}:{password}@{}/{id}",
+            self.relay.rtsp.local_addr()
+        )
+    }
+
+    pub fn camera(&self, id: &str) -> Arc<camrelay::camera::Camera> {
+        self.relay.registry.get(id).unwrap()
+    }
+}
+
+/// Starts a relay on free loopback ports with `extra` variables.
+pub async fn start_relay(extra: &[(&str, &str)]) -> RelayRunning {
+    let mut vars: Vec<(String, String)> = vec![
+        ("CAMRELAY_HTTP_ADDR".into(), "127.0.0.1:0".into()),
+        ("CAMRELAY_RTSP_ADDR".into(), "127.0.0.1:0".into()),
+        ("CAMRELAY_RTSP_RTP_ADDR".into(), "127.0.0.1:0".into()),
+        ("CAMRELAY_RTSP_RTCP_ADDR".into(), "127.0.0.1:0".into()),
+    ];
+    for (k, v) in extra {
+        vars.push(((*k).into(), (*v).into()));
+    }
+    let config = Config::from_vars(vars).unwrap();
+    let shutdown = CancellationToken::new();
+    let relay = Relay::start(config, shutdown.clone()).await.unwrap();
+    RelayRunning { relay, shutdown }
+}
+
+/// What ffprobe said.
+#[derive(Debug)]
+pub struct Probe {
+    pub report: Value,
+    pub stderr: String,
+    pub output: Output,
+}
+
+impl Probe {
+    pub fn ok(&self) -> bool {
+        self.output.status.success()
+    }
+
+    pub fn stream(&self, kind: &str) -> &Value {
+        self.report["streams"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["codec_type"] == kind))
+            .unwrap_or(&Value::Null)
+    }
+
+    /// Video frames decoded.
+    pub fn video_frames(&self) -> u64 {
+        self.stream("video")["nb_read_frames"]
+            .as_str()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Asserts a clean decode of the simulated camera: 640x360 H.264, 48 kHz AAC, at least
+    /// `min_frames` video frames, nothing on stderr.
+    pub fn assert_sim_camera(&self, min_frames: u64) {
+        assert!(self.ok(), "ffprobe failed: {}", self.stderr);
+        assert!(
+            self.stderr.trim().is_empty(),
+            "decode errors: {}",
+            self.stderr
+        );
+        let video = self.stream("video");
+        assert_eq!(video["codec_name"], "h264", "{}", self.report);
+        assert_eq!(
+            (video["width"].as_u64(), video["height"].as_u64()),
+            (Some(640), Some(360)),
+            "{}",
+            self.report
+        );
+        assert!(
+            self.video_frames() >= min_frames,
+            "{} frames: {}",
+            self.video_frames(),
+            self.report
+        );
+        let audio = self.stream("audio");
+        assert_eq!(audio["codec_name"], "aac", "{}", self.report);
+        assert_eq!(audio["sample_rate"], "48000", "{}", self.report);
+    }
+}
+
+/// Runs ffprobe on `url` over `transport` (`tcp` or `udp`) for `seconds` of media.
+pub async fn ffprobe(url: &str, transport: &str, seconds: u32) -> Probe {
+    let interval = format!("%+{seconds}");
+    let output = tokio::time::timeout(
+        Duration::from_secs(u64::from(seconds) + 30),
+        tokio::process::Command::new("ffprobe")
+            .args(["-v", "error", "-rtsp_transport", transport])
+            .args([
+                "-count_frames",
+                "-show_entries",
+                "stream=codec_name,codec_type,width,height,nb_read_frames,sample_rate",
+                "-read_intervals",
+                &interval,
+                "-of",
+                "json",
+                url,
+            ])
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("ffprobe finishes")
+    .expect("ffprobe runs (apt-get install ffmpeg)");
+    Probe {
+        report: serde_json::from_slice(&output.stdout).unwrap_or(Value::Null),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        output,
+    }
+}
+
+/// Waits for `condition`, checking every 20 ms, for at most `limit` (for state with no event
+/// to await, such as another process's connections).
+pub async fn eventually(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {limit:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

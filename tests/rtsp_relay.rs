@@ -1,0 +1,158 @@
+//! The media path end to end: a simulated camera, the relay, and real RTSP clients.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use camrelay_sim::camera::{SimCamera, SimCameraConfig};
+use common::media::{eventually, ffprobe, start_relay};
+
+async fn sim_camera(config: SimCameraConfig) -> SimCamera {
+    SimCamera::start(SimCameraConfig {
+        paths: vec!["/cam".into()],
+        ..config
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ffprobe_reads_a_relayed_camera_over_tcp_and_udp() {
+    let camera = sim_camera(SimCameraConfig::default()).await;
+    let cameras = format!("cam={}", camera.url("/cam"));
+    let relay = start_relay(&[("CAMRELAY_CAMERAS", &cameras)]).await;
+    // On demand: nothing is pulled before a client comes.
+    assert_eq!(camera.server().stats().sessions.load(Ordering::Relaxed), 0);
+
+    let tcp = ffprobe(&relay.url("cam"), "tcp", 3).await;
+    tcp.assert_sim_camera(50);
+    let udp = ffprobe(&relay.url("cam"), "udp", 3).await;
+    udp.assert_sim_camera(50);
+
+    let media = &relay.camera("cam").media.stats;
+    assert!(media.video_frames_in.load(Ordering::Relaxed) >= 100);
+    assert!(media.audio_frames_in.load(Ordering::Relaxed) >= 100);
+    assert!(media.last_error().is_none(), "{:?}", media.last_error());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_camera_is_released_after_the_idle_grace() {
+    let camera = sim_camera(SimCameraConfig::default()).await;
+    let cameras = format!("cam={}", camera.url("/cam"));
+    let relay = start_relay(&[
+        ("CAMRELAY_CAMERAS", &cameras),
+        ("CAMRELAY_IDLE_GRACE", "1s"),
+    ])
+    .await;
+    ffprobe(&relay.url("cam"), "tcp", 1)
+        .await
+        .assert_sim_camera(10);
+    let cam = relay.camera("cam");
+    // The client has gone: the upstream session ends once the grace is over.
+    let mut live = cam.media.watch_live();
+    tokio::time::timeout(Duration::from_secs(5), live.wait_for(|live| !*live))
+        .await
+        .expect("released within the grace")
+        .unwrap();
+    eventually(
+        Duration::from_secs(5),
+        "the camera's session closed",
+        || {
+            camera
+                .server()
+                .stats()
+                .sessions_open
+                .load(Ordering::Relaxed)
+                == 0
+        },
+    )
+    .await;
+    assert_eq!(cam.demand().holders, 0);
+    assert_eq!(cam.media.stats.sessions.load(Ordering::Relaxed), 1);
+    // A new client starts it again.
+    ffprobe(&relay.url("cam"), "tcp", 1)
+        .await
+        .assert_sim_camera(10);
+    assert_eq!(cam.media.stats.sessions.load(Ordering::Relaxed), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_clients_share_one_upstream_session() {
+    let camera = sim_camera(SimCameraConfig::default()).await;
+    let cameras = format!("cam={}", camera.url("/cam"));
+    let relay = start_relay(&[
+        ("CAMRELAY_CAMERAS", &cameras),
+        ("CAMRELAY_CAMERA_CAM_ALWAYS_ON", "true"),
+    ])
+    .await;
+    let url = relay.url("cam");
+    let probes = futures_util::future::join_all((0..20).map(|i| {
+        let url = url.clone();
+        let transport = if i % 2 == 0 { "tcp" } else { "udp" };
+        async move { ffprobe(&url, transport, 3).await }
+    }))
+    .await;
+    for probe in &probes {
+        probe.assert_sim_camera(50);
+    }
+    assert_eq!(camera.server().stats().sessions.load(Ordering::Relaxed), 1);
+    let stats = relay.relay.rtsp.stats();
+    assert_eq!(stats.sessions.load(Ordering::Relaxed), 20);
+    assert_eq!(stats.packets_dropped.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_camera_with_digest_credentials_is_relayed_and_a_wrong_password_is_reported() {
+    let camera = sim_camera(SimCameraConfig {
+        credentials: Some(("admin".into(), "pa:ss w0rd".into())),
+        ..SimCameraConfig::default()
+    })
+    .await;
+    let good = format!("rtsp://admin:pa%3Ass%20w0rd@{}/cam", camera.addr());
+    let bad = format!("rtsp://{}/cam", camera.addr());
+    let cameras = format!("good={good};bad={bad}");
+    let relay = start_relay(&[
+        ("CAMRELAY_CAMERAS", &cameras),
+        ("CAMRELAY_CAMERA_BAD_USERNAME", "admin"),
+        ("CAMRELAY_CAMERA_BAD_PASSWORD", "wrong-Secret-1234"),
+        ("CAMRELAY_RTSP_START_TIMEOUT", "2s"),
+    ])
+    .await;
+    ffprobe(&relay.url("good"), "tcp", 2)
+        .await
+        .assert_sim_camera(25);
+
+    let refused = ffprobe(&relay.url("bad"), "tcp", 1).await;
+    assert!(!refused.ok());
+    assert!(refused.stderr.contains("503"), "{}", refused.stderr);
+    let error = relay.camera("bad").media.stats.last_error().unwrap();
+    assert!(error.contains("401"), "{error}");
+    assert!(!error.contains("wrong-Secret-1234"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_camera_is_404_and_clients_may_need_credentials() {
+    let camera = sim_camera(SimCameraConfig::default()).await;
+    let cameras = format!("cam={}", camera.url("/cam"));
+    let relay = start_relay(&[
+        ("CAMRELAY_CAMERAS", &cameras),
+        ("CAMRELAY_RTSP_USERNAME", "viewer"),
+        ("CAMRELAY_RTSP_PASSWORD", "let-me-in"),
+    ])
+    .await;
+    let missing = ffprobe(&relay.url_with("nope", "viewer", "let-me-in"), "tcp", 1).await;
+    assert!(missing.stderr.contains("404"), "{}", missing.stderr);
+    let anonymous = ffprobe(&relay.url("cam"), "tcp", 1).await;
+    assert!(anonymous.stderr.contains("401"), "{}", anonymous.stderr);
+    assert_eq!(
+        camera.server().stats().sessions.load(Ordering::Relaxed),
+        0,
+        "no demand from a refused client"
+    );
+    ffprobe(&relay.url_with("cam", "viewer", "let-me-in"), "tcp", 2)
+        .await
+        .assert_sim_camera(25);
+}
