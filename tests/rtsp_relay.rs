@@ -156,3 +156,80 @@ async fn an_unknown_camera_is_404_and_clients_may_need_credentials() {
         .await
         .assert_sim_camera(25);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_stay_connected_while_the_camera_goes_away_and_comes_back() {
+    let camera = sim_camera(SimCameraConfig::default()).await;
+    let addr = camera.addr();
+    let cameras = format!("cam={}", camera.url("/cam"));
+    let relay = start_relay(&[("CAMRELAY_CAMERAS", &cameras)]).await;
+    let url = relay.url("cam");
+    let client = tokio::spawn(async move { ffprobe(&url, "tcp", 8).await });
+    let cam = relay.camera("cam");
+    let mut live = cam.media.watch_live();
+    live.wait_for(|live| *live).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    camera.stop();
+    drop(camera);
+    live.wait_for(|live| !*live).await.unwrap();
+    // Down for a while: the relay retries with backoff; the client keeps its session.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let camera = sim_camera(SimCameraConfig {
+        addr: Some(addr),
+        ..SimCameraConfig::default()
+    })
+    .await;
+    tokio::time::timeout(Duration::from_secs(10), live.wait_for(|live| *live))
+        .await
+        .expect("live again")
+        .unwrap();
+    let probe = client.await.unwrap();
+    probe.assert_sim_camera(100);
+    assert_eq!(relay.relay.rtsp.stats().sessions.load(Ordering::Relaxed), 1);
+    assert_eq!(cam.media.stats.sessions.load(Ordering::Relaxed), 2);
+    assert!(cam.media.stats.last_error().is_some());
+    drop(camera);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rtsps_camera_is_verified_against_the_configured_ca() {
+    let camera = sim_camera(SimCameraConfig {
+        tls: true,
+        ..SimCameraConfig::default()
+    })
+    .await;
+    let url = camera.url("/cam");
+    assert!(url.starts_with("rtsps://"));
+    let cameras = format!("trusted={url};unknown={url};unverified={url}");
+    let trusted = start_relay(&[
+        ("CAMRELAY_CAMERAS", &cameras),
+        ("CAMRELAY_EXTRA_CA_FILE", camrelay_sim::camera::TEST_CA_FILE),
+        ("CAMRELAY_RTSP_START_TIMEOUT", "3s"),
+    ])
+    .await;
+    ffprobe(&trusted.url("trusted"), "tcp", 2)
+        .await
+        .assert_sim_camera(25);
+
+    // Without the CA the certificate is refused, and the operator is told why.
+    let untrusted = start_relay(&[
+        ("CAMRELAY_CAMERAS", &cameras),
+        ("CAMRELAY_CAMERA_UNVERIFIED_TLS_VERIFY", "false"),
+        ("CAMRELAY_RTSP_START_TIMEOUT", "3s"),
+    ])
+    .await;
+    let refused = ffprobe(&untrusted.url("unknown"), "tcp", 1).await;
+    assert!(refused.stderr.contains("503"), "{}", refused.stderr);
+    let error = untrusted
+        .camera("unknown")
+        .media
+        .stats
+        .last_error()
+        .unwrap();
+    assert!(error.to_lowercase().contains("certificate"), "{error}");
+    // An explicit opt-out (a self-signed LAN camera) skips verification.
+    ffprobe(&untrusted.url("unverified"), "tcp", 2)
+        .await
+        .assert_sim_camera(25);
+}

@@ -244,6 +244,7 @@ pub async fn run(camera: Arc<Camera>, settings: IngestSettings, cancel: Cancella
         settings,
     };
     let mut backoff = ingest.backoff();
+    let mut last_quick: Option<Instant> = None;
     loop {
         // Wait until wanted.
         let target = loop {
@@ -261,6 +262,7 @@ pub async fn run(camera: Arc<Camera>, settings: IngestSettings, cancel: Cancella
             result = ingest.session(&target) => Some(result),
             () = until_unwanted(&mut wants, &target) => Some(Ok(())),
         };
+        let was_live = camera.media.is_live();
         camera.media.session_ended();
         let Some(result) = result else {
             return;
@@ -275,7 +277,16 @@ pub async fn run(camera: Arc<Camera>, settings: IngestSettings, cancel: Cancella
         if started.elapsed() >= HEALTHY_SESSION {
             backoff = ingest.backoff();
         }
-        let delay = backoff.next().unwrap_or(ingest.settings.retry_max);
+        // A session that played is retried at once (a camera restarting, a Nest stream
+        // Google ended: a 404 then tells the lease at once), at most once per
+        // HEALTHY_SESSION; anything else backs off.
+        let quick = was_live && last_quick.is_none_or(|at| started >= at + HEALTHY_SESSION);
+        let delay = if quick {
+            last_quick = Some(Instant::now());
+            Duration::ZERO
+        } else {
+            backoff.next().unwrap_or(ingest.settings.retry_max)
+        };
         tracing::warn!(camera = %camera.id, error = %message, retry_in_ms = delay.as_millis(), "camera session failed");
         if let Ended::Refused(_) = ended {
             wants.refused(&target);
@@ -333,18 +344,18 @@ impl Ingest {
         let timeout = self.settings.timeout;
         let secrets = Secrets::of(target);
         let url = target.url.expose();
-        let _bridge;
+        let mut bridge = None;
         let session_url = if url.scheme() == "rtsps" {
             let tls = self
                 .settings
                 .tls
                 .config(target.tls_verify)
                 .map_err(Ended::Failed)?;
-            let bridge = Bridge::start(url, tls, timeout)
+            let started = Bridge::start(url, tls, timeout)
                 .await
                 .map_err(|e| Ended::Failed(format!("cannot start the TLS bridge: {e}")))?;
-            let local = bridge.url().clone();
-            _bridge = bridge;
+            let local = started.url().clone();
+            bridge = Some(started);
             local
         } else {
             url.clone()
@@ -374,7 +385,16 @@ impl Ingest {
             Session::describe(session_url, options),
             &secrets,
         )
-        .await?;
+        .await
+        .map_err(|ended| {
+            // Through the bridge, a TLS failure shows to retina as a closed connection.
+            match bridge.as_ref().and_then(Bridge::failure) {
+                Some(failure) => {
+                    Ended::Failed(format!("DESCRIBE: {}", secrets.clean_text(&failure)))
+                }
+                None => ended,
+            }
+        })?;
         let streams = session.streams();
         let video = streams
             .iter()
@@ -537,7 +557,11 @@ impl Secrets {
     /// A retina error fit for logs and stats: its first line (the rest is connection context),
     /// with every secret and anything shaped like a token masked.
     fn clean(&self, error: &retina::Error) -> String {
-        let text = error.to_string();
+        self.clean_text(&error.to_string())
+    }
+
+    /// Any error text fit for logs and stats (see [`Secrets::clean`]).
+    fn clean_text(&self, text: &str) -> String {
         let mut line = text.lines().next().unwrap_or_default().to_owned();
         for word in &self.words {
             line = line.replace(word.as_str(), "[redacted]");

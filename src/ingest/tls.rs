@@ -173,9 +173,9 @@ impl ServerCertVerifier for AcceptAnyCertificate {
 }
 
 /// A running bridge to one `rtsps://` camera; stops when dropped.
-#[derive(Debug)]
 pub struct Bridge {
     url: Url,
+    route: Arc<Route>,
     _stop: DropGuard,
 }
 
@@ -217,10 +217,12 @@ impl Bridge {
             local_prefix,
             remote_prefix,
             connect_timeout,
+            failure: std::sync::Mutex::new(None),
         });
-        tokio::spawn(accept(listener, route, stop.clone()));
+        tokio::spawn(accept(listener, Arc::clone(&route), stop.clone()));
         Ok(Self {
             url,
+            route,
             _stop: stop.drop_guard(),
         })
     }
@@ -228,6 +230,24 @@ impl Bridge {
     /// The URL to hand retina.
     pub fn url(&self) -> &Url {
         &self.url
+    }
+
+    /// Why the last connection to the camera failed (TCP connect or TLS handshake), if it did:
+    /// retina only sees the loopback connection close.
+    pub fn failure(&self) -> Option<String> {
+        self.route
+            .failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl std::fmt::Debug for Bridge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bridge")
+            .field("local", &self.url.port())
+            .finish_non_exhaustive()
     }
 }
 
@@ -240,6 +260,8 @@ struct Route {
     local_prefix: String,
     remote_prefix: String,
     connect_timeout: Duration,
+    /// Why the last connection to the camera failed, if it did.
+    failure: std::sync::Mutex<Option<String>>,
 }
 
 async fn accept(listener: TcpListener, route: Arc<Route>, stop: CancellationToken) {
@@ -281,10 +303,22 @@ async fn relay(local: TcpStream, route: &Route) -> std::io::Result<()> {
             .connect(route.server_name.clone(), tcp)
             .await
     };
-    let tls = tokio::time::timeout(route.connect_timeout, connect)
-        .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS connect timed out"))?
-        .map_err(|e| std::io::Error::new(e.kind(), format!("TLS connect failed: {e}")))?;
+    let tls = match tokio::time::timeout(route.connect_timeout, connect).await {
+        Ok(Ok(tls)) => tls,
+        failed => {
+            let message = match failed {
+                Err(_) => "TLS connect timed out".to_owned(),
+                Ok(Err(e)) => format!("TLS connect failed: {e}"),
+                Ok(Ok(_)) => String::new(),
+            };
+            // retina only sees the loopback connection close; keep the reason for the session.
+            *route
+                .failure
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(message.clone());
+            return Err(std::io::Error::other(message));
+        }
+    };
     let (mut local_read, mut local_write) = local.into_split();
     let (mut remote_read, mut remote_write) = tokio::io::split(tls);
     let up = async {

@@ -271,6 +271,8 @@ pub struct Lease {
     backoff: ExponentialBackoff,
     counters: LeaseCounters,
     degraded: bool,
+    /// When a live stream was last lost (its URL refused).
+    last_loss: Option<Instant>,
     /// Counts URL changes, so a refusal of an outdated URL is told apart.
     generation: u64,
 }
@@ -290,6 +292,7 @@ impl Lease {
             backoff,
             counters: LeaseCounters::default(),
             degraded: false,
+            last_loss: None,
             generation: 0,
         }
     }
@@ -455,7 +458,17 @@ impl Lease {
                         State::Live { .. } => {
                             self.counters.lost += 1;
                             let failure = Failure::Gone("the stream URL was refused".into());
+                            // Google ends streams now and then: replace the first loss at
+                            // once (viewers see a short gap); losing streams more often
+                            // than once per QUICK_REPLACE_INTERVAL backs off as any failure.
+                            let quick = self
+                                .last_loss
+                                .is_none_or(|at| now >= at + QUICK_REPLACE_INTERVAL);
+                            self.last_loss = Some(now);
                             self.fail(failure, now, &mut effects);
+                            if quick {
+                                self.state = State::Backoff { until: now };
+                            }
                         }
                         State::Dormant { .. } => {
                             self.state = State::Idle;
@@ -842,6 +855,10 @@ fn apply_extension(grant: &mut Grant, extension: RtspExtension) {
     grant.token = extension.extension_token;
     grant.expires = extension.expires.instant.into_std();
 }
+
+/// A live stream lost (its URL refused) is replaced at once if no other was lost within this
+/// interval, one stream lifetime: at most one unpaced Generate per camera per five minutes.
+pub const QUICK_REPLACE_INTERVAL: Duration = Duration::from_secs(5 * 60);
 
 /// Capped, jittered exponential backoff: delays in `[initial, 2 × initial)`, doubling, never
 /// reaching `max` (backon's jitter adds up to 100%, so its cap is half of ours).

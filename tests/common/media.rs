@@ -156,3 +156,65 @@ pub async fn eventually(limit: Duration, what: &str, mut condition: impl FnMut()
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A relay against the fake SDM API and its simulated Nest stream server (`rtsps://`).
+pub struct NestRelay {
+    pub relay: Arc<Relay>,
+    pub api: camrelay_sim::sdm::FakeSdmHandle,
+    pub streams: camrelay_sim::camera::SimCamera,
+    pub shutdown: CancellationToken,
+}
+
+impl Drop for NestRelay {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl NestRelay {
+    /// `rtsp://127.0.0.1:PORT/{id}` on the relay.
+    pub fn url(&self, id: &str) -> String {
+        format!("rtsp://{}/{id}", self.relay.rtsp.local_addr())
+    }
+
+    /// The camera `id`, once discovery has found it.
+    pub async fn camera(&self, id: &str) -> Arc<camrelay::camera::Camera> {
+        let mut found = None;
+        eventually(Duration::from_secs(10), "discovery", || {
+            found = self.relay.registry.get(id);
+            found.is_some()
+        })
+        .await;
+        found.unwrap()
+    }
+}
+
+/// Starts the fake SDM API, its stream server and a relay trusting the stream server's CA.
+pub async fn start_nest_relay(
+    fake: camrelay_sim::sdm::FakeSdmConfig,
+    extra: &[(&str, &str)],
+) -> NestRelay {
+    let (api, streams) = camrelay_sim::start_nest(fake.clone()).await.unwrap();
+    let mut vars = camrelay::demo::fake_nest_env(&fake, &api);
+    for (k, v) in [
+        ("CAMRELAY_HTTP_ADDR", "127.0.0.1:0"),
+        ("CAMRELAY_RTSP_ADDR", "127.0.0.1:0"),
+        ("CAMRELAY_RTSP_RTP_ADDR", "127.0.0.1:0"),
+        ("CAMRELAY_RTSP_RTCP_ADDR", "127.0.0.1:0"),
+        ("CAMRELAY_EXTRA_CA_FILE", camrelay_sim::camera::TEST_CA_FILE),
+    ]
+    .iter()
+    .chain(extra)
+    {
+        vars.push(((*k).into(), (*v).into()));
+    }
+    let config = Config::from_vars(vars).unwrap();
+    let shutdown = CancellationToken::new();
+    let relay = Relay::start(config, shutdown.clone()).await.unwrap();
+    NestRelay {
+        relay,
+        api,
+        streams,
+        shutdown,
+    }
+}

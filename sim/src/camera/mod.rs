@@ -59,12 +59,34 @@ pub const TEST_KEY_PEM: &str = include_str!("../../fixtures/tls/key.pem");
 /// Path of [`TEST_CA_PEM`] in the source tree.
 pub const TEST_CA_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/tls/ca.pem");
 
-/// One simulated stream: its bus, fed by a task that loops the fixture.
+/// One simulated stream: its bus, fed by a task that loops the fixture. A Nest stream's bus is
+/// closed when Google's side ends the stream, which ends its clients' sessions.
 #[derive(Debug)]
 struct SimStream {
     name: String,
     description: MediaDescription,
-    bus: Bus<Packet>,
+    bus: Mutex<Option<Bus<Packet>>>,
+}
+
+impl SimStream {
+    fn bus(&self) -> Option<Bus<Packet>> {
+        self.bus
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn is_open(&self) -> bool {
+        self.bus().is_some()
+    }
+
+    /// Ends the stream: once the play task lets go too, subscribers see the bus close.
+    fn close(&self) {
+        self.bus
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+    }
 }
 
 impl Source for SimStream {
@@ -77,7 +99,8 @@ impl Source for SimStream {
     }
 
     fn subscribe(&self) -> Subscriber<Packet> {
-        self.bus.subscribe()
+        // A closed stream hands out a subscriber of a bus that is already gone.
+        self.bus().unwrap_or_default().subscribe()
     }
 }
 
@@ -90,25 +113,35 @@ struct SimMounts {
 }
 
 impl SimMounts {
-    /// The stream for `key`, started on first use.
-    fn stream(&self, key: &str, name: &str) -> Arc<SimStream> {
+    /// The stream for `key`, started on first use (and again after it ended). `alive`, for a
+    /// Nest stream, is its URL path token: the stream ends when the fake SDM ends it.
+    fn stream(&self, key: &str, name: &str, alive: Option<(FakeSdm, String)>) -> Arc<SimStream> {
         let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
-        Arc::clone(streams.entry(key.to_owned()).or_insert_with(|| {
-            let stream = Arc::new(new_stream(&self.fixture, name));
-            let ssrcs = (
-                stream.description.tracks[0].ssrc,
-                stream.description.tracks[1].ssrc,
-            );
-            tokio::spawn(play(
-                Arc::clone(&self.fixture),
-                stream.bus.clone(),
-                ssrcs,
-                self.shutdown.clone(),
-            ));
-            stream
-        }))
+        if let Some(stream) = streams.get(key).filter(|s| s.is_open()) {
+            return Arc::clone(stream);
+        }
+        let stream = Arc::new(new_stream(&self.fixture, name));
+        tokio::spawn(play(
+            Arc::clone(&self.fixture),
+            Arc::clone(&stream),
+            alive,
+            self.shutdown.clone(),
+        ));
+        streams.insert(key.to_owned(), Arc::clone(&stream));
+        stream
+    }
+
+    /// Whether someone other than the mounts and the play task holds `key`'s stream.
+    fn in_use(&self, key: &str) -> bool {
+        let streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
+        streams
+            .get(key)
+            .is_some_and(|s| s.is_open() && Arc::strong_count(s) > STREAM_OWNERS)
     }
 }
+
+/// References a live stream has with no client: the mounts' map and its play task.
+const STREAM_OWNERS: usize = 2;
 
 impl Mounts for SimMounts {
     fn open(
@@ -125,7 +158,17 @@ impl Mounts for SimMounts {
                     .find_map(|pair| pair.strip_prefix("auth="))
                     .unwrap_or_default();
                 match sdm.check_rtsp_access(token, auth) {
-                    Ok(device) => Ok(self.stream(&device, &device) as Arc<dyn Source>),
+                    // "A stream URL can only be used by one client at a time": a second
+                    // opener gets 404, as from Google.
+                    Ok(_) if self.in_use(token) => {
+                        tracing::debug!("simulated Nest stream refused: already in use");
+                        Err(OpenError::NotFound)
+                    }
+                    Ok(device) => Ok(self.stream(
+                        token,
+                        &device,
+                        Some((sdm.clone(), token.to_owned())),
+                    ) as Arc<dyn Source>),
                     Err(e) => {
                         tracing::debug!(error = %e, "simulated Nest stream refused");
                         Err(OpenError::NotFound)
@@ -134,7 +177,7 @@ impl Mounts for SimMounts {
             }
             None => {
                 if self.paths.iter().any(|p| p == path) {
-                    Ok(self.stream(path, path.trim_start_matches('/')) as Arc<dyn Source>)
+                    Ok(self.stream(path, path.trim_start_matches('/'), None) as Arc<dyn Source>)
                 } else {
                     Err(OpenError::NotFound)
                 }
@@ -161,19 +204,22 @@ fn new_stream(fixture: &Fixture, name: &str) -> SimStream {
     SimStream {
         name: name.to_owned(),
         description,
-        bus: Bus::default(),
+        bus: Mutex::new(Some(Bus::default())),
     }
 }
 
-/// Plays the fixture on `bus` in real time, forever: video every 40 ms, audio every 1024
-/// samples, timestamps continuous across loops.
-/// The packets carry the SSRCs (video, audio) the description announces.
+/// Plays the fixture on `stream`'s bus in real time: video every 40 ms, audio every 1024
+/// samples, timestamps continuous across loops, with the SSRCs its description announces.
+/// Runs until shutdown, or for a Nest stream (`alive`) until the fake SDM ends it.
 async fn play(
     fixture: Arc<Fixture>,
-    bus: Bus<Packet>,
-    (video_ssrc, audio_ssrc): (u32, u32),
+    stream: Arc<SimStream>,
+    alive: Option<(FakeSdm, String)>,
     shutdown: CancellationToken,
 ) {
+    let Some(bus) = stream.bus() else { return };
+    let video_ssrc = stream.description.tracks[0].ssrc;
+    let audio_ssrc = stream.description.tracks[1].ssrc;
     let mut video = H264Packetizer::new(0, H264_PAYLOAD_TYPE, video_ssrc, fastrand::u16(..));
     video.set_parameter_sets(fixture.sps.clone(), fixture.pps.clone());
     let mut audio = AacPacketizer::new(1, AAC_PAYLOAD_TYPE, audio_ssrc, fastrand::u16(..));
@@ -194,6 +240,13 @@ async fn play(
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep_until(start + at) => {}
+        }
+        if let Some((sdm, token)) = &alive
+            && !sdm.rtsp_stream_live(token)
+        {
+            tracing::debug!(stream = %stream.name, "simulated Nest stream ended");
+            stream.close();
+            return;
         }
         if is_video {
             let unit = &fixture.video[(v % fixture.video.len() as u64) as usize];

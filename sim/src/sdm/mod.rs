@@ -171,6 +171,24 @@ impl FakeSdm {
         self.with_inner(|inner, now| inner.check_rtsp_access(now, url_path_token, auth))
     }
 
+    /// Points the `rtspUrl`s of streams generated from now on at `rtsp_base` (for a simulated
+    /// camera started after the API, on a port known only then).
+    pub fn set_rtsp_base(&self, rtsp_base: &str) {
+        self.with_inner(|inner, _| inner.config.rtsp_base = rtsp_base.to_owned());
+    }
+
+    /// Whether the RTSP stream at `{rtsp_base}/{url_path_token}` is live, whatever its
+    /// current token (a session opened with an older token survives extensions).
+    pub fn rtsp_stream_live(&self, url_path_token: &str) -> bool {
+        self.with_inner(|inner, now| inner.rtsp_stream_live(now, url_path_token))
+    }
+
+    /// Ends `device`'s live RTSP streams now, as Google sometimes does unasked: their
+    /// sessions stop and their URLs answer 404. Returns how many ended.
+    pub fn drop_rtsp_streams(&self, device: &str) -> usize {
+        self.with_inner(|inner, now| inner.drop_rtsp_streams(now, device))
+    }
+
     /// Runs `f` under the lock with `now` read under the lock, so that the
     /// instants the budgets record never go backwards.
     fn with_inner<R>(&self, f: impl FnOnce(&mut Inner, Instant) -> R) -> R {

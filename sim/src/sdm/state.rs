@@ -391,7 +391,7 @@ impl DeviceState {
 /// Everything behind the fake's mutex.
 #[derive(Debug)]
 pub(super) struct Inner {
-    config: FakeSdmConfig,
+    pub(super) config: FakeSdmConfig,
     start: Instant,
     rng: fastrand::Rng,
     /// Access token → the instant it stops working.
@@ -589,6 +589,43 @@ impl Inner {
                 None => Err(RtspAccessError::UnknownStream),
             },
         }
+    }
+
+    /// Whether the RTSP stream at `path_token` is live (whatever its current token).
+    pub(super) fn rtsp_stream_live(&mut self, now: Instant, path_token: &str) -> bool {
+        self.sweep(now);
+        matches!(
+            self.streams.get(path_token),
+            Some(Stream {
+                kind: StreamKind::Rtsp { .. },
+                ..
+            })
+        )
+    }
+
+    /// Ends `device`'s live RTSP streams now, as Google sometimes does unasked ("Stream
+    /// ended"). Returns how many ended.
+    pub(super) fn drop_rtsp_streams(&mut self, now: Instant, device: &str) -> usize {
+        self.sweep(now);
+        let keys: Vec<String> = self
+            .streams
+            .iter()
+            .filter(|(_, s)| s.device == device && matches!(s.kind, StreamKind::Rtsp { .. }))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in &keys {
+            if let Some(Stream {
+                kind: StreamKind::Rtsp {
+                    extension_token, ..
+                },
+                ..
+            }) = self.streams.remove(key)
+            {
+                self.by_extension_token.remove(&extension_token);
+                self.remember_end(key.clone(), EndReason::Expired);
+            }
+        }
+        keys.len()
     }
 
     // ----- token endpoint ----------------------------------------------------

@@ -458,7 +458,32 @@ fn a_refused_url_is_replaced_but_not_an_outdated_refusal() {
         t1,
     );
     assert_eq!(published(&effects), Some(None));
+    // The first loss is replaced at once…
+    assert!(
+        matches!(submitted(&effects), Some(Command::Generate { .. })),
+        "{effects:?}"
+    );
+    assert_eq!(lease.counters().lost, 1);
+    // …a second within QUICK_REPLACE_INTERVAL backs off.
+    let t2 = t1 + Duration::from_secs(10);
+    lease.handle(Input::Generated(Ok(stream(t2))), t2);
+    assert_eq!(lease.phase(), Phase::Live);
+    let generation = lease.generation();
+    let effects = lease.handle(Input::Rejected { generation }, t2);
+    assert_eq!(published(&effects), Some(None));
+    assert!(submitted(&effects).is_none(), "{effects:?}");
     assert_eq!(lease.phase(), Phase::Backoff);
+    // Once the interval has passed, a loss is replaced at once again.
+    let t3 = t2 + QUICK_REPLACE_INTERVAL;
+    lease.handle(Input::Tick, t3);
+    lease.handle(Input::Generated(Ok(stream(t3))), t3);
+    assert_eq!(lease.phase(), Phase::Live);
+    let generation = lease.generation();
+    let effects = lease.handle(Input::Rejected { generation }, t3);
+    assert!(
+        matches!(submitted(&effects), Some(Command::Generate { .. })),
+        "{effects:?}"
+    );
 }
 
 #[test]
