@@ -218,3 +218,95 @@ pub async fn start_nest_relay(
         shutdown,
     }
 }
+
+/// GStreamer's gst-rtsp-server as a third-party camera (`tests/support/gst_camera.py`):
+/// `/cam`, 640x360 H.264 at 25 fps and 48 kHz AAC. Killed when dropped.
+pub struct GstCamera {
+    pub port: u16,
+    tls: bool,
+    _child: tokio::process::Child,
+}
+
+impl GstCamera {
+    /// Starts it with `args` (`--digest user:password`, `--tls-cert`/`--tls-key`).
+    pub async fn start(args: &[&str]) -> Self {
+        use tokio::io::AsyncBufReadExt;
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/gst_camera.py");
+        // Debian's python3 has the GObject bindings (python3-gi), whatever python3 is first.
+        let mut child = tokio::process::Command::new("/usr/bin/python3")
+            .arg(script)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("gst-rtsp-server runs (apt-get install python3-gi gir1.2-gst-rtsp-server-1.0)");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("gst-rtsp-server starts")
+            .unwrap()
+            .expect("gst-rtsp-server says READY");
+        let port = line
+            .strip_prefix("READY ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected: {line}"));
+        Self {
+            port,
+            tls: args.contains(&"--tls-cert"),
+            _child: child,
+        }
+    }
+
+    /// Its `/cam` URL.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "rtsps" } else { "rtsp" };
+        format!("{scheme}://127.0.0.1:{}/cam", self.port)
+    }
+}
+
+/// Plays `url` with GStreamer's `rtspsrc` over TCP and decodes `frames` video frames and as
+/// many audio frames, then ends (exit status 0 once it got there).
+pub async fn gst_play(url: &str, frames: u32) -> std::process::Output {
+    let eos = format!("eos-after={frames}");
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new("gst-launch-1.0")
+            .args([
+                "-q",
+                "rtspsrc",
+                &format!("location={url}"),
+                "protocols=tcp",
+                "name=s",
+            ])
+            .args([
+                "s.",
+                "!",
+                "rtph264depay",
+                "!",
+                "avdec_h264",
+                "!",
+                "identity",
+                &eos,
+                "!",
+                "fakesink",
+            ])
+            .args([
+                "s.",
+                "!",
+                "rtpmp4gdepay",
+                "!",
+                "avdec_aac",
+                "!",
+                "identity",
+                &eos,
+                "!",
+                "fakesink",
+            ])
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("gst-launch finishes")
+    .expect("gst-launch runs (apt-get install gstreamer1.0-tools)")
+}
