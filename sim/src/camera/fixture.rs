@@ -27,15 +27,28 @@ pub struct Fixture {
     pub audio: Vec<Bytes>,
     /// Their configuration.
     pub audio_config: AudioConfig,
+    /// Video frames per second.
+    pub frame_rate: u32,
 }
 
 impl Fixture {
     /// Loads the built-in fixture.
     pub fn load() -> Self {
-        let data = Bytes::from_static(VIDEO);
+        Self::parse(
+            &Bytes::from_static(VIDEO),
+            &Bytes::from_static(AUDIO),
+            FRAME_RATE,
+            AUDIO_FRAMES_PER_LOOP,
+        )
+    }
+
+    /// A fixture from an Annex B H.264 stream with access unit delimiters (SPS/PPS before each
+    /// keyframe) played at `frame_rate`, and ADTS AAC of which the first `audio_frames` loop
+    /// (for benchmarks with other sizes and bitrates).
+    pub fn parse(data: &Bytes, adts: &Bytes, frame_rate: u32, audio_frames: usize) -> Self {
         let mut video: Vec<Vec<Bytes>> = Vec::new();
         let (mut sps, mut pps) = (Bytes::new(), Bytes::new());
-        for nal in h264::nal_units_shared(&data) {
+        for nal in h264::nal_units_shared(data) {
             match h264::nal_type(&nal) {
                 Some(NAL_AUD) => video.push(Vec::new()),
                 Some(kind) => {
@@ -68,13 +81,13 @@ impl Fixture {
             .iter()
             .map(|unit| h264::nal_units(unit).any(|n| h264::nal_type(n) == Some(NAL_IDR)))
             .collect();
-        let frames = aac::adts_frames(&Bytes::from_static(AUDIO));
+        let frames = aac::adts_frames(adts);
         let audio_config = frames
             .first()
             .map_or_else(fixture_audio_config, |f| f.config.clone());
         let audio = frames
             .into_iter()
-            .take(AUDIO_FRAMES_PER_LOOP)
+            .take(audio_frames)
             .map(|f| f.payload)
             .collect();
         Self {
@@ -84,6 +97,7 @@ impl Fixture {
             pps,
             audio,
             audio_config,
+            frame_rate: frame_rate.max(1),
         }
     }
 }

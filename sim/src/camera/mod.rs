@@ -47,6 +47,8 @@ pub struct SimCameraConfig {
     /// Listen here instead of a free port on 127.0.0.1 (to come back on the same port after
     /// [`SimCamera::stop`]).
     pub addr: Option<SocketAddr>,
+    /// Loop this instead of the built-in fixture (e.g. 1080p for benchmarks).
+    pub fixture: Option<Arc<Fixture>>,
 }
 
 /// The CA that issued the simulated camera's certificate (PEM): trust it with
@@ -208,7 +210,7 @@ fn new_stream(fixture: &Fixture, name: &str) -> SimStream {
     }
 }
 
-/// Plays the fixture on `stream`'s bus in real time: video every 40 ms, audio every 1024
+/// Plays the fixture on `stream`'s bus in real time: video at its frame rate, audio every 1024
 /// samples, timestamps continuous across loops, with the SSRCs its description announces.
 /// Runs until shutdown, or for a Nest stream (`alive`) until the fake SDM ends it.
 async fn play(
@@ -230,7 +232,7 @@ async fn play(
     let (mut v, mut a) = (0u64, 0u64);
     loop {
         // Whichever of the next video and audio frame is due first.
-        let video_at = Duration::from_micros(v * 1_000_000 / u64::from(FRAME_RATE));
+        let video_at = Duration::from_micros(v * 1_000_000 / u64::from(fixture.frame_rate));
         let audio_at = Duration::from_micros(a * 1024 * 1_000_000 / sample_rate);
         let (at, is_video) = if video_at <= audio_at {
             (video_at, true)
@@ -250,8 +252,9 @@ async fn play(
         }
         if is_video {
             let unit = &fixture.video[(v % fixture.video.len() as u64) as usize];
-            let ts = video_base
-                .wrapping_add((v * u64::from(VIDEO_CLOCK_RATE) / u64::from(FRAME_RATE)) as u32);
+            let ts = video_base.wrapping_add(
+                (v * u64::from(VIDEO_CLOCK_RATE) / u64::from(fixture.frame_rate)) as u32,
+            );
             for packet in video.packetize(unit, ts) {
                 bus.publish(packet);
             }
@@ -295,7 +298,7 @@ impl SimCamera {
             (public, None)
         };
         let mounts = Arc::new(SimMounts {
-            fixture: Arc::new(Fixture::load()),
+            fixture: config.fixture.unwrap_or_else(|| Arc::new(Fixture::load())),
             paths: config.paths,
             nest: config.nest,
             streams: Mutex::new(HashMap::new()),
