@@ -1,8 +1,10 @@
 //! `camrelay demo`: the relay against offline stand-ins, with no configuration at all.
 //!
 //! It starts the fake SDM API (with its OAuth endpoint and a few simulated Nest cameras, at a
-//! realistic API latency) and runs the relay against it, every camera always on, so the leases
-//! can be watched generating and extending streams in `/stats`.
+//! realistic API latency) with its simulated stream server (`rtsps://`, token-checked), a plain
+//! simulated RTSP camera, and runs the relay against them, every camera always on, so the
+//! leases can be watched generating and extending streams in `/stats` and every camera played
+//! over RTSP.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,7 +12,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use camrelay_config::Config;
-use camrelay_sim::sdm::{self, FakeSdmConfig, FakeSdmHandle};
+use camrelay_sim::camera::{SimCamera, SimCameraConfig, TEST_CA_PEM};
+use camrelay_sim::sdm::{FakeSdmConfig, FakeSdmHandle};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::Relay;
@@ -44,6 +47,9 @@ pub struct DemoOptions {
     pub rtsp_addr: SocketAddr,
 }
 
+/// Id of the demo's plain RTSP camera.
+pub const DEMO_CAMERA_ID: &str = "lobby";
+
 /// A running demo.
 #[derive(Debug)]
 pub struct Demo {
@@ -51,6 +57,22 @@ pub struct Demo {
     pub relay: Arc<Relay>,
     /// The fake Google API.
     pub sdm: FakeSdmHandle,
+    /// Its simulated Nest stream server.
+    pub nest_streams: SimCamera,
+    /// The plain simulated RTSP camera.
+    pub camera: SimCamera,
+    /// The stream server's CA, written out for `CAMRELAY_EXTRA_CA_FILE`.
+    _ca_file: TempFile,
+}
+
+/// A file removed when dropped.
+#[derive(Debug)]
+struct TempFile(std::path::PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 impl Demo {
@@ -61,9 +83,22 @@ impl Demo {
             latency_max: DEMO_API_LATENCY.1,
             ..FakeSdmConfig::default()
         };
-        let sdm = sdm::start(fake.clone())
+        let (sdm, nest_streams) = camrelay_sim::start_nest(fake.clone())
             .await
             .context("cannot start the simulated Nest API")?;
+        let camera = SimCamera::start(SimCameraConfig {
+            paths: vec![format!("/{DEMO_CAMERA_ID}")],
+            ..SimCameraConfig::default()
+        })
+        .await
+        .context("cannot start the simulated RTSP camera")?;
+        // The stream server's certificate is the simulator's own: trust its CA, as an operator
+        // would trust a LAN camera's.
+        let ca_file = TempFile(
+            std::env::temp_dir().join(format!("camrelay-demo-ca-{}.pem", std::process::id())),
+        );
+        std::fs::write(&ca_file.0, TEST_CA_PEM)
+            .with_context(|| format!("cannot write {}", ca_file.0.display()))?;
         let mut vars = fake_nest_env(&fake, &sdm);
         vars.extend([
             ("CAMRELAY_ALWAYS_ON".to_owned(), "true".to_owned()),
@@ -75,18 +110,53 @@ impl Demo {
                 "CAMRELAY_RTSP_ADDR".to_owned(),
                 options.rtsp_addr.to_string(),
             ),
+            // RTP over UDP on the RTSP server's address, on free ports.
+            (
+                "CAMRELAY_RTSP_RTP_ADDR".to_owned(),
+                SocketAddr::new(options.rtsp_addr.ip(), 0).to_string(),
+            ),
+            (
+                "CAMRELAY_RTSP_RTCP_ADDR".to_owned(),
+                SocketAddr::new(options.rtsp_addr.ip(), 0).to_string(),
+            ),
+            (
+                "CAMRELAY_CAMERAS".to_owned(),
+                format!(
+                    "{DEMO_CAMERA_ID}={}",
+                    camera.url(&format!("/{DEMO_CAMERA_ID}"))
+                ),
+            ),
+            (
+                "CAMRELAY_EXTRA_CA_FILE".to_owned(),
+                ca_file.0.display().to_string(),
+            ),
         ]);
         let config =
             Config::from_vars(vars).map_err(|e| anyhow::anyhow!("demo configuration: {e}"))?;
         let relay = Relay::start(config, shutdown).await?;
-        Ok(Self { relay, sdm })
+        Ok(Self {
+            relay,
+            sdm,
+            nest_streams,
+            camera,
+            _ca_file: ca_file,
+        })
     }
 
     /// What to open, as (label, URL) pairs.
     pub fn urls(&self) -> Vec<(&'static str, String)> {
         let http = self.relay.http_addr;
+        let rtsp = self.relay.rtsp.local_addr();
         vec![
             ("cameras", format!("http://{http}/api/cameras")),
+            (
+                "RTSP, plain camera",
+                format!("rtsp://{rtsp}/{DEMO_CAMERA_ID}"),
+            ),
+            (
+                "RTSP, Nest cameras",
+                format!("rtsp://{rtsp}/{{camera id}} (ids in /api/cameras)"),
+            ),
             ("relay stats", format!("http://{http}/stats")),
             (
                 "fake Google API stats",

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::Relay;
 use crate::lease::Phase;
-use crate::stats::{Aggregate, CameraStats, NestStats, Stats};
+use crate::stats::{Aggregate, CameraStats, NestStats, RtspStats, Stats};
 
 /// The router of the relay's HTTP endpoints.
 pub fn router(relay: Arc<Relay>) -> Router {
@@ -86,6 +86,7 @@ pub async fn collect(relay: &Relay) -> Stats {
         cameras,
         queue,
         nest,
+        rtsp: RtspStats::of(relay.rtsp.stats()),
     }
 }
 

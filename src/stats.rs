@@ -4,6 +4,7 @@
 //! are integer milliseconds (`_ms`) or seconds (`_s`). No field carries a URL with a token.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use camrelay_queue::QueueStats;
 use serde::Serialize;
@@ -27,6 +28,100 @@ pub struct Stats {
     pub queue: Option<QueueStats>,
     /// Nest access, when configured.
     pub nest: Option<NestStats>,
+    /// The local RTSP server.
+    pub rtsp: RtspStats,
+}
+
+/// The local RTSP server (all counters since start).
+#[derive(Debug, Clone, Serialize)]
+pub struct RtspStats {
+    /// Connections accepted.
+    pub connections: u64,
+    /// Connections open now.
+    pub connections_open: usize,
+    /// Sessions set up.
+    pub sessions: u64,
+    /// Sessions open now (clients watching or about to).
+    pub sessions_open: usize,
+    /// Requests answered.
+    pub requests: u64,
+    /// Requests refused as malformed (400) or with an unsupported transport (461).
+    pub bad_requests: u64,
+    /// Requests refused for missing or wrong credentials (401).
+    pub unauthorized: u64,
+    /// Sessions refused for a client limit (453).
+    pub refused_limit: u64,
+    /// RTP packets sent to clients.
+    pub packets_sent: u64,
+    /// Bytes sent to clients.
+    pub bytes_sent: u64,
+    /// Packets a slow client skipped (it resumes at the next keyframe).
+    pub packets_dropped: u64,
+}
+
+impl RtspStats {
+    /// A snapshot of `stats`.
+    pub fn of(stats: &camrelay_rtsp::server::ServerStats) -> Self {
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Self {
+            connections: n(&stats.connections),
+            connections_open: stats.connections_open.load(Ordering::Relaxed),
+            sessions: n(&stats.sessions),
+            sessions_open: stats.sessions_open.load(Ordering::Relaxed),
+            requests: n(&stats.requests),
+            bad_requests: n(&stats.bad_requests),
+            unauthorized: n(&stats.unauthorized),
+            refused_limit: n(&stats.refused_limit),
+            packets_sent: n(&stats.packets_sent),
+            bytes_sent: n(&stats.bytes_sent),
+            packets_dropped: n(&stats.packets_dropped),
+        }
+    }
+}
+
+/// A camera's media path: its upstream session and what it feeds its clients.
+#[derive(Debug, Clone, Serialize)]
+pub struct MediaSnapshot {
+    /// An upstream session is delivering now.
+    pub connected: bool,
+    /// Upstream sessions established.
+    pub sessions: u64,
+    /// Upstream sessions that failed or ended.
+    pub session_failures: u64,
+    /// Video frames received.
+    pub video_frames_in: u64,
+    /// Audio frames received.
+    pub audio_frames_in: u64,
+    /// Media bytes received.
+    pub bytes_in: u64,
+    /// RTP packets built once for all clients.
+    pub packets_out: u64,
+    /// Bytes of those packets.
+    pub bytes_out: u64,
+    /// Subscribers of the camera's packets now (RTSP clients playing).
+    pub subscribers: usize,
+    /// The last upstream error, free of secrets.
+    pub last_error: Option<String>,
+}
+
+impl MediaSnapshot {
+    /// A snapshot of `camera`'s media.
+    pub fn of(camera: &Camera) -> Self {
+        let m = &camera.media.stats;
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Self {
+            connected: camera.media.is_live(),
+            sessions: n(&m.sessions),
+            session_failures: n(&m.session_failures),
+            video_frames_in: n(&m.video_frames_in),
+            audio_frames_in: n(&m.audio_frames_in),
+            bytes_in: n(&m.bytes_in),
+            packets_out: n(&m.packets_out),
+            bytes_out: n(&m.bytes_out),
+            subscribers: camera.media.subscribers(),
+            last_error: m.last_error(),
+        }
+    }
 }
 
 /// One camera.
@@ -40,8 +135,9 @@ pub struct CameraStats {
     pub kind: &'static str,
     /// The Nest device id.
     pub device: Option<String>,
-    /// `idle`, `admitting`, `at_capacity`, `starting`, `live`, `backoff`, `dormant`; static
-    /// cameras are `live`.
+    /// `idle`, `admitting`, `at_capacity`, `starting`, `live`, `backoff`, `dormant`. A static
+    /// camera is `live` while its session delivers, `starting` while wanted but not (yet)
+    /// delivering, and `idle` otherwise.
     pub state: Phase,
     /// Repeated failures; still retrying.
     pub degraded: bool,
@@ -49,6 +145,8 @@ pub struct CameraStats {
     pub demand: usize,
     /// The stream lease, for Nest cameras.
     pub lease: Option<LeaseStats>,
+    /// The media path.
+    pub media: MediaSnapshot,
 }
 
 /// A Nest camera's lease.
@@ -114,10 +212,17 @@ impl CameraStats {
                 name: camera.name.clone(),
                 kind: "rtsp",
                 device: None,
-                state: Phase::Live,
+                state: if camera.media.is_live() {
+                    Phase::Live
+                } else if demand > 0 {
+                    Phase::Starting
+                } else {
+                    Phase::Idle
+                },
                 degraded: false,
                 demand,
                 lease: None,
+                media: MediaSnapshot::of(camera),
             },
             Source::Nest { device, lease, .. } => {
                 let status = lease.borrow().clone();
@@ -142,6 +247,7 @@ impl CameraStats {
                         refusals: c.refusals,
                         last_error: c.last_error.clone(),
                     }),
+                    media: MediaSnapshot::of(camera),
                 }
             }
         }

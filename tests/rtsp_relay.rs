@@ -72,6 +72,18 @@ async fn the_camera_is_released_after_the_idle_grace() {
     .await;
     assert_eq!(cam.demand().holders, 0);
     assert_eq!(cam.media.stats.sessions.load(Ordering::Relaxed), 1);
+    // What an operator sees.
+    let stats = camrelay::http::collect(&relay.relay).await;
+    let entry = &stats.cameras[0];
+    assert_eq!(entry.state, camrelay::lease::Phase::Idle);
+    assert!(!entry.media.connected);
+    assert_eq!(entry.media.sessions, 1);
+    assert!(entry.media.video_frames_in >= 10, "{:?}", entry.media);
+    assert!(entry.media.packets_out > 0);
+    assert_eq!(entry.media.subscribers, 0);
+    assert_eq!(stats.rtsp.sessions, 1);
+    assert_eq!(stats.rtsp.sessions_open, 0);
+    assert!(stats.rtsp.bytes_sent > 0);
     // A new client starts it again.
     ffprobe(&relay.url("cam"), "tcp", 1)
         .await
