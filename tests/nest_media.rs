@@ -58,3 +58,64 @@ async fn a_stream_google_ends_is_regenerated_while_clients_stay_connected() {
     assert_eq!(stats.generates, 2, "{stats:?}");
     assert_eq!(camera.media.stats.sessions.load(Ordering::Relaxed), 2);
 }
+
+/// Sends one DESCRIBE and returns the response head.
+async fn describe(url: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let parsed = url::Url::parse(url).unwrap();
+    let addr = format!("{}:{}", parsed.host_str().unwrap(), parsed.port().unwrap());
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("DESCRIBE {url} RTSP/1.0\r\nCSeq: 1\r\nAccept: application/sdp\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(20), stream.read(&mut byte))
+            .await
+            .expect("an answer, not a hang")
+            .unwrap();
+        assert_eq!(
+            n,
+            1,
+            "connection closed after {:?}",
+            String::from_utf8_lossy(&head)
+        );
+        head.push(byte[0]);
+    }
+    String::from_utf8(head).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_beyond_the_budget_gets_503_with_retry_after_at_once() {
+    // One command a minute with a 0.7 reserve sustains one stream:
+    // floor((1 × 60/61 − 0.7) / (60/294)) = 1.
+    let nest = start_nest_relay(
+        FakeSdmConfig::default(),
+        &[
+            ("CAMRELAY_NEST_QPM", "1"),
+            ("CAMRELAY_NEST_BUDGET_RESERVE", "0.7"),
+        ],
+    )
+    .await;
+    let first = nest.camera("front-door").await;
+    nest.camera("backyard").await;
+    let url = nest.url("front-door");
+    let watching = tokio::spawn(async move { ffprobe(&url, "tcp", 4).await });
+    first
+        .media
+        .watch_live()
+        .wait_for(|live| *live)
+        .await
+        .unwrap();
+
+    let head = describe(&nest.url("backyard")).await;
+    assert!(head.starts_with("RTSP/1.0 503"), "{head}");
+    let retry_after = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Retry-After: "))
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    assert!(retry_after.is_some_and(|s| s >= 1), "{head}");
+    // The refusal cost no command and did not disturb the live camera.
+    assert_eq!(nest.api.stats().generates, 1);
+    watching.await.unwrap().assert_sim_camera(50);
+}
