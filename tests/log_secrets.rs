@@ -7,26 +7,10 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use camrelay_sim::sdm::{FakeSdmConfig, Fault};
-use common::{all_live, start, stats, until};
-
-/// A `tracing` writer that keeps everything written to it.
-#[derive(Clone, Default)]
-struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use common::{Captured, all_live, start, stats, until};
 
 #[tokio::test(start_paused = true)]
 async fn no_secret_or_stream_token_reaches_logs_or_stats() {

@@ -7,26 +7,10 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use camrelay_sim::camera::{SimCamera, SimCameraConfig};
 use camrelay_sim::sdm::FakeSdmConfig;
+use common::Captured;
 use common::media::{ffprobe, start_nest_relay};
-
-/// A `tracing` writer that keeps everything written to it.
-#[derive(Clone, Default)]
-struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 fn stream_secrets(relay: &camrelay::app::Relay, into: &mut Vec<String>) {
     for camera in relay.registry.all() {

@@ -92,3 +92,18 @@ pub fn no_stream_lost(sdm: &FakeSdmStats) {
     assert_eq!(sdm.expired_while_wanted, 0, "{sdm:?}");
     assert!(sdm.max_accepted_in_any_window <= 10, "{sdm:?}");
 }
+
+/// A `tracing` writer that keeps everything written to it.
+#[derive(Clone, Default)]
+pub struct Captured(pub Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
