@@ -17,7 +17,7 @@ use std::time::Duration;
 use bytes::{BufMut, BytesMut};
 use rtsp_types::headers;
 use rtsp_types::{Message, Method, ParseError, Response, StatusCode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -114,7 +114,8 @@ pub const DEFAULT_MAX_REQUEST_BYTES: usize = 64 * 1024;
 /// stream, connect, wait for a keyframe).
 pub const DEFAULT_OPEN_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Bytes of outgoing data a connection buffers before it writes to the socket.
+/// Initial capacity of a connection's outgoing buffer, which gathers a batch of packets for one
+/// write (it grows to the largest batch).
 const WRITE_BUFFER: usize = 16 * 1024;
 /// Packets a playing connection takes from its subscription per wake-up before flushing.
 const PACKETS_PER_FLUSH: usize = 32;
@@ -359,8 +360,9 @@ impl Connection {
     }
 
     async fn run(mut self, stream: TcpStream, shutdown: CancellationToken) {
-        let (mut reader, writer) = stream.into_split();
-        let mut writer = BufWriter::with_capacity(WRITE_BUFFER, writer);
+        // No BufWriter: `out` already gathers a whole batch for one write, and a second buffer
+        // would copy every packet once more.
+        let (mut reader, mut writer) = stream.into_split();
         let mut input = BytesMut::with_capacity(4096);
         let mut out = BytesMut::with_capacity(WRITE_BUFFER);
         loop {
@@ -375,10 +377,9 @@ impl Connection {
                     }
                     if let Err(()) = self.take_messages(&mut input, &mut out).await {
                         let _ = writer.write_all(&out).await;
-                        let _ = writer.flush().await;
                         break;
                     }
-                    if writer.write_all(&out).await.is_err() || writer.flush().await.is_err() {
+                    if writer.write_all(&out).await.is_err() {
                         break;
                     }
                     out.clear();
@@ -402,7 +403,7 @@ impl Connection {
                         }
                     }
                     if !out.is_empty() {
-                        if writer.write_all(&out).await.is_err() || writer.flush().await.is_err() {
+                        if writer.write_all(&out).await.is_err() {
                             break;
                         }
                         out.clear();
