@@ -41,7 +41,14 @@ async fn a_stream_google_ends_is_regenerated_while_clients_stay_connected() {
     let client = tokio::spawn(async move { ffprobe(&url, "tcp", 8).await });
     let mut live = camera.media.watch_live();
     live.wait_for(|live| *live).await.unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The simulated stream server is as strict as Google's: while the relay plays the URL,
+    // a second client of it gets 404.
+    let url = match &camera.source {
+        camrelay::camera::Source::Nest { lease, .. } => lease.borrow().url.clone().unwrap(),
+        camrelay::camera::Source::Static { .. } => unreachable!("a Nest camera"),
+    };
+    let second = ffprobe(url.expose().as_str(), "tcp", 1).await;
+    assert!(second.stderr.contains("404"), "{}", second.stderr);
 
     // Google ends the stream: the session drops, the old URL answers 404, and the relay
     // asks for a new stream instead of retrying the dead one.

@@ -115,13 +115,40 @@ struct SimMounts {
 }
 
 impl SimMounts {
-    /// The stream for `key`, started on first use (and again after it ended). `alive`, for a
-    /// Nest stream, is its URL path token: the stream ends when the fake SDM ends it.
-    fn stream(&self, key: &str, name: &str, alive: Option<(FakeSdm, String)>) -> Arc<SimStream> {
+    /// The stream for `key`, started on first use.
+    fn stream(&self, key: &str, name: &str) -> Arc<SimStream> {
         let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(stream) = streams.get(key).filter(|s| s.is_open()) {
-            return Arc::clone(stream);
+        match streams.get(key).filter(|s| s.is_open()) {
+            Some(stream) => Arc::clone(stream),
+            None => self.start(&mut streams, key, name, None),
         }
+    }
+
+    /// `key`'s stream for a client that must be its only one: `None` if someone other than
+    /// the mounts and the play task holds it (checked and taken under one lock).
+    fn stream_alone(
+        &self,
+        key: &str,
+        name: &str,
+        alive: Option<(FakeSdm, String)>,
+    ) -> Option<Arc<SimStream>> {
+        let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
+        match streams.get(key).filter(|s| s.is_open()) {
+            Some(stream) => {
+                (Arc::strong_count(stream) <= STREAM_OWNERS).then(|| Arc::clone(stream))
+            }
+            None => Some(self.start(&mut streams, key, name, alive)),
+        }
+    }
+
+    /// Starts `key`'s stream and its play task (see [`play`] for `alive`).
+    fn start(
+        &self,
+        streams: &mut HashMap<String, Arc<SimStream>>,
+        key: &str,
+        name: &str,
+        alive: Option<(FakeSdm, String)>,
+    ) -> Arc<SimStream> {
         let stream = Arc::new(new_stream(&self.fixture, name));
         tokio::spawn(play(
             Arc::clone(&self.fixture),
@@ -131,14 +158,6 @@ impl SimMounts {
         ));
         streams.insert(key.to_owned(), Arc::clone(&stream));
         stream
-    }
-
-    /// Whether someone other than the mounts and the play task holds `key`'s stream.
-    fn in_use(&self, key: &str) -> bool {
-        let streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
-        streams
-            .get(key)
-            .is_some_and(|s| s.is_open() && Arc::strong_count(s) > STREAM_OWNERS)
     }
 }
 
@@ -162,15 +181,17 @@ impl Mounts for SimMounts {
                 match sdm.check_rtsp_access(token, auth) {
                     // "A stream URL can only be used by one client at a time": a second
                     // opener gets 404, as from Google.
-                    Ok(_) if self.in_use(token) => {
-                        tracing::debug!("simulated Nest stream refused: already in use");
-                        Err(OpenError::NotFound)
-                    }
-                    Ok(device) => Ok(self.stream(
+                    Ok(device) => match self.stream_alone(
                         token,
                         &device,
                         Some((sdm.clone(), token.to_owned())),
-                    ) as Arc<dyn Source>),
+                    ) {
+                        Some(stream) => Ok(stream as Arc<dyn Source>),
+                        None => {
+                            tracing::debug!("simulated Nest stream refused: already in use");
+                            Err(OpenError::NotFound)
+                        }
+                    },
                     Err(e) => {
                         tracing::debug!(error = %e, "simulated Nest stream refused");
                         Err(OpenError::NotFound)
@@ -179,7 +200,7 @@ impl Mounts for SimMounts {
             }
             None => {
                 if self.paths.iter().any(|p| p == path) {
-                    Ok(self.stream(path, path.trim_start_matches('/'), None) as Arc<dyn Source>)
+                    Ok(self.stream(path, path.trim_start_matches('/')) as Arc<dyn Source>)
                 } else {
                     Err(OpenError::NotFound)
                 }
