@@ -121,7 +121,9 @@ pub const INGEST_TIMEOUT_MAX: Duration = Duration::from_secs(5 * 60);
 
 /// `CAMRELAY_INGEST_RETRY_INITIAL`: first delay before reconnecting to a
 /// camera whose session failed or died; the delay doubles (with jitter) up
-/// to `CAMRELAY_INGEST_RETRY_MAX`, and starts over once media flows again.
+/// to `CAMRELAY_INGEST_RETRY_MAX`, and starts over after 30 s of media. A
+/// session that delivered media is first retried at once (at most once per
+/// 30 s), so a camera restarting or a Nest stream Google ended costs little.
 pub const INGEST_RETRY_INITIAL: Duration = Duration::from_secs(1);
 
 /// `CAMRELAY_INGEST_RETRY_MAX`: the cap of the reconnect backoff; a camera
