@@ -126,3 +126,35 @@ async fn a_client_beyond_the_budget_gets_503_with_retry_after_at_once() {
     assert_eq!(nest.api.stats().generates, 1);
     watching.await.unwrap().assert_sim_camera(50);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_is_kept_across_extensions() {
+    // Streams of 30 s (the shortest the relay accepts), so an extension comes within the test.
+    let lifetime = Duration::from_secs(30);
+    let nest = start_nest_relay(
+        FakeSdmConfig {
+            stream_lifetime: lifetime,
+            ..FakeSdmConfig::default()
+        },
+        &[("CAMRELAY_NEST_STREAM_LIFETIME", "30s")],
+    )
+    .await;
+    let camera = nest.camera("front-door").await;
+    let url = nest.url("front-door");
+    let watching = tokio::spawn(async move { ffprobe(&url, "tcp", 36).await });
+    eventually(Duration::from_secs(45), "an extension", || {
+        nest.api.stats().extends >= 1
+    })
+    .await;
+    let probe = watching.await.unwrap();
+    probe.assert_sim_camera(36 * 25 * 9 / 10);
+    let stats = nest.api.stats();
+    assert_eq!(stats.generates, 1, "{stats:?}");
+    assert_eq!(stats.expired_while_wanted, 0, "{stats:?}");
+    // One upstream session throughout: the new token did not cost a reconnect.
+    assert_eq!(camera.media.stats.sessions.load(Ordering::Relaxed), 1);
+    assert_eq!(
+        camera.media.stats.session_failures.load(Ordering::Relaxed),
+        0
+    );
+}
