@@ -109,6 +109,9 @@ async fn wait_live(camera: &Camera) -> Result<(), OpenError> {
         CameraKind::Nest { lease, .. } => Some(lease.clone()),
         CameraKind::Static { .. } => None,
     };
+    // A static camera that refuses the relay (wrong credentials, no such path) will not
+    // change its mind within the wait; a refused Nest URL is replaced by the lease.
+    let mut refusals = lease.is_none().then(|| camera.media.watch_refusals());
     loop {
         if *live.borrow_and_update() && camera.media.description().is_some() {
             return Ok(());
@@ -130,6 +133,12 @@ async fn wait_live(camera: &Camera) -> Result<(), OpenError> {
                 return Err(OpenError::NotFound);
             },
             () = lease_changed(lease.as_mut()) => {}
+            () = refused(refusals.as_mut()) => {
+                return Err(OpenError::Unavailable {
+                    reason: "the camera refused the relay (see its last_error in /stats)".into(),
+                    retry_after: None,
+                });
+            }
         }
     }
 }
@@ -164,5 +173,17 @@ impl Source for CameraSource {
 
     fn subscribe(&self) -> Subscriber<Packet> {
         self.camera.media.subscribe()
+    }
+}
+
+/// Resolves when the camera refuses another session; never without a watch.
+async fn refused(refusals: Option<&mut tokio::sync::watch::Receiver<u64>>) {
+    match refusals {
+        Some(refusals) => {
+            if refusals.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
     }
 }

@@ -130,7 +130,9 @@ async fn a_camera_with_digest_credentials_is_relayed_and_a_wrong_password_is_rep
         ("CAMRELAY_CAMERAS", &cameras),
         ("CAMRELAY_CAMERA_BAD_USERNAME", "admin"),
         ("CAMRELAY_CAMERA_BAD_PASSWORD", "wrong-Secret-1234"),
-        ("CAMRELAY_RTSP_START_TIMEOUT", "2s"),
+        // Longer than ffprobe's own limit in these tests: the 503 must come from the
+        // camera's refusal, not from the start timeout.
+        ("CAMRELAY_RTSP_START_TIMEOUT", "120s"),
     ])
     .await;
     ffprobe(&relay.url("good"), "tcp", 2)

@@ -290,6 +290,7 @@ pub async fn run(camera: Arc<Camera>, settings: IngestSettings, cancel: Cancella
         tracing::warn!(camera = %camera.id, error = %message, retry_in_ms = delay.as_millis(), "camera session failed");
         if let Ended::Refused(_) = ended {
             wants.refused(&target);
+            camera.media.refused();
         }
         // Wait out the delay, unless the target changes (a new Nest stream is worth trying at
         // once) or the camera stops being wanted.

@@ -61,6 +61,8 @@ pub struct Hub {
     description: watch::Sender<Option<MediaDescription>>,
     /// Whether the current upstream session has delivered a keyframe: clients can start now.
     live: watch::Sender<bool>,
+    /// Sessions the camera refused (401/403/404), counted.
+    refusals: watch::Sender<u64>,
     /// Counters.
     pub stats: MediaStats,
 }
@@ -78,6 +80,7 @@ impl Hub {
             bus: Bus::default(),
             description: watch::channel(None).0,
             live: watch::channel(false).0,
+            refusals: watch::channel(0).0,
             stats: MediaStats::default(),
         }
     }
@@ -116,6 +119,17 @@ impl Hub {
     /// Watches [`Hub::is_live`].
     pub fn watch_live(&self) -> watch::Receiver<bool> {
         self.live.subscribe()
+    }
+
+    /// Records that the camera refused a session (401/403/404): clients waiting for it need
+    /// not wait longer.
+    pub fn refused(&self) {
+        self.refusals.send_modify(|n| *n += 1);
+    }
+
+    /// Watches the count of refused sessions.
+    pub fn watch_refusals(&self) -> watch::Receiver<u64> {
+        self.refusals.subscribe()
     }
 
     /// A subscription to the camera's packets, starting at the cached keyframe.
