@@ -10,17 +10,13 @@ mod common;
 use std::time::Duration;
 
 use camrelay_sim::sdm::{FakeSdmConfig, Fault};
-use common::{Captured, all_live, start, stats, until};
+use common::{
+    Captured, all_live, assert_nothing_reveals, operator_views, start, stream_tokens, until,
+};
 
 #[tokio::test(start_paused = true)]
 async fn no_secret_or_stream_token_reaches_logs_or_stats() {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_writer(move || writer.clone())
-        .finish();
-    tracing::subscriber::set_global_default(subscriber).unwrap();
+    let logs = Captured::install();
 
     let fake = FakeSdmConfig {
         client_secret: "client-secret-4d7e21".into(),
@@ -37,31 +33,17 @@ async fn no_secret_or_stream_token_reaches_logs_or_stats() {
         "client-secret-4d7e21".to_owned(),
         "refresh-token-9a0c55".to_owned(),
     ];
-    for camera in r.relay.registry.all() {
-        if let camrelay::camera::Source::Nest { lease, .. } = &camera.source {
-            let url = lease.borrow().url.clone().expect("a live stream has a URL");
-            let url = url.expose();
-            secrets.push(url.path().rsplit('/').next().unwrap().to_owned());
-            secrets.extend(url.query_pairs().map(|(_, v)| v.into_owned()));
-        }
-    }
+    secrets.extend(stream_tokens(&r.relay));
     assert!(secrets.len() >= 2 + 3 * 2, "{secrets:?}");
-    let stats = serde_json::to_string(&stats(&r).await).unwrap();
-    let listing = reqwest::get(format!("http://{}/api/cameras", r.relay.http_addr))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let (stats, listing) = operator_views(&r.relay).await;
+    let logs = logs.text();
     assert!(logs.contains("lease changed"), "the logs were captured");
-    for secret in &secrets {
-        for (what, text) in [
+    assert_nothing_reveals(
+        &secrets,
+        &[
             ("stats", &stats),
             ("camera list", &listing),
             ("logs", &logs),
-        ] {
-            assert!(!text.contains(secret.as_str()), "{what} reveal {secret}");
-        }
-    }
+        ],
+    );
 }

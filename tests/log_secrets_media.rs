@@ -9,30 +9,12 @@ mod common;
 
 use camrelay_sim::camera::{SimCamera, SimCameraConfig};
 use camrelay_sim::sdm::FakeSdmConfig;
-use common::Captured;
 use common::media::{ffprobe, start_nest_relay};
-
-fn stream_secrets(relay: &camrelay::app::Relay, into: &mut Vec<String>) {
-    for camera in relay.registry.all() {
-        if let camrelay::camera::Source::Nest { lease, .. } = &camera.source
-            && let Some(url) = lease.borrow().url.clone()
-        {
-            let url = url.expose();
-            into.push(url.path().rsplit('/').next().unwrap().to_owned());
-            into.extend(url.query_pairs().map(|(_, v)| v.into_owned()));
-        }
-    }
-}
+use common::{Captured, assert_nothing_reveals, operator_views, stream_tokens};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_password_or_stream_token_leaks_while_media_flows() {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_writer(move || writer.clone())
-        .finish();
-    tracing::subscriber::set_global_default(subscriber).unwrap();
+    let logs = Captured::install();
 
     let camera = SimCamera::start(SimCameraConfig {
         paths: vec!["/cam".into()],
@@ -79,22 +61,16 @@ async fn no_password_or_stream_token_leaks_while_media_flows() {
     let watching = tokio::spawn(async move { ffprobe(&nest_url, "tcp", 4).await });
     let mut live = front.media.watch_live();
     live.wait_for(|live| *live).await.unwrap();
-    stream_secrets(&nest.relay, &mut secrets);
+    secrets.extend(stream_tokens(&nest.relay));
     nest.api.sdm().drop_rtsp_streams("device-001");
     live.wait_for(|live| !*live).await.unwrap();
     live.wait_for(|live| *live).await.unwrap();
-    stream_secrets(&nest.relay, &mut secrets);
+    secrets.extend(stream_tokens(&nest.relay));
     watching.await.unwrap().assert_sim_camera(50);
     assert!(secrets.len() >= 5 + 2 * 2, "{secrets:?}");
 
-    let stats = serde_json::to_string(&camrelay::http::collect(&nest.relay).await).unwrap();
-    let listing = reqwest::get(format!("http://{}/api/cameras", nest.relay.http_addr))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let (stats, listing) = operator_views(&nest.relay).await;
+    let logs = logs.text();
     assert!(
         logs.contains("camera session failed"),
         "the logs were captured"
@@ -103,13 +79,12 @@ async fn no_password_or_stream_token_leaks_while_media_flows() {
         stats.contains("401"),
         "the wrong password's error is in the stats"
     );
-    for secret in &secrets {
-        for (what, text) in [
+    assert_nothing_reveals(
+        &secrets,
+        &[
             ("stats", &stats),
             ("camera list", &listing),
             ("logs", &logs),
-        ] {
-            assert!(!text.contains(secret.as_str()), "{what} reveal {secret}");
-        }
-    }
+        ],
+    );
 }

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use camrelay::app::Relay;
-use camrelay_config::Config;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -42,18 +41,7 @@ impl RelayRunning {
 
 /// Starts a relay on free loopback ports with `extra` variables.
 pub async fn start_relay(extra: &[(&str, &str)]) -> RelayRunning {
-    let mut vars: Vec<(String, String)> = vec![
-        ("CAMRELAY_HTTP_ADDR".into(), "127.0.0.1:0".into()),
-        ("CAMRELAY_RTSP_ADDR".into(), "127.0.0.1:0".into()),
-        ("CAMRELAY_RTSP_RTP_ADDR".into(), "127.0.0.1:0".into()),
-        ("CAMRELAY_RTSP_RTCP_ADDR".into(), "127.0.0.1:0".into()),
-    ];
-    for (k, v) in extra {
-        vars.push(((*k).into(), (*v).into()));
-    }
-    let config = Config::from_vars(vars).unwrap();
-    let shutdown = CancellationToken::new();
-    let relay = Relay::start(config, shutdown.clone()).await.unwrap();
+    let (relay, shutdown) = super::start_relay_from(Vec::new(), extra).await;
     RelayRunning { relay, shutdown }
 }
 
@@ -196,21 +184,11 @@ pub async fn start_nest_relay(
 ) -> NestRelay {
     let (api, streams) = camrelay_sim::start_nest(fake.clone()).await.unwrap();
     let mut vars = camrelay::demo::fake_nest_env(&fake, &api);
-    for (k, v) in [
-        ("CAMRELAY_HTTP_ADDR", "127.0.0.1:0"),
-        ("CAMRELAY_RTSP_ADDR", "127.0.0.1:0"),
-        ("CAMRELAY_RTSP_RTP_ADDR", "127.0.0.1:0"),
-        ("CAMRELAY_RTSP_RTCP_ADDR", "127.0.0.1:0"),
-        ("CAMRELAY_EXTRA_CA_FILE", camrelay_sim::camera::TEST_CA_FILE),
-    ]
-    .iter()
-    .chain(extra)
-    {
-        vars.push(((*k).into(), (*v).into()));
-    }
-    let config = Config::from_vars(vars).unwrap();
-    let shutdown = CancellationToken::new();
-    let relay = Relay::start(config, shutdown.clone()).await.unwrap();
+    vars.push((
+        "CAMRELAY_EXTRA_CA_FILE".into(),
+        camrelay_sim::camera::TEST_CA_FILE.into(),
+    ));
+    let (relay, shutdown) = super::start_relay_from(vars, extra).await;
     NestRelay {
         relay,
         api,

@@ -25,19 +25,31 @@ pub struct Running {
     pub shutdown: CancellationToken,
 }
 
-pub async fn start(fake: FakeSdmConfig, extra: &[(&str, &str)]) -> Running {
-    let sdm = sdm::start(fake.clone()).await.unwrap();
-    let mut vars = camrelay::demo::fake_nest_env(&fake, &sdm);
-    vars.push(("CAMRELAY_HTTP_ADDR".into(), "127.0.0.1:0".into()));
-    vars.push(("CAMRELAY_RTSP_ADDR".into(), "127.0.0.1:0".into()));
-    vars.push(("CAMRELAY_RTSP_RTP_ADDR".into(), "127.0.0.1:0".into()));
-    vars.push(("CAMRELAY_RTSP_RTCP_ADDR".into(), "127.0.0.1:0".into()));
-    for (k, v) in extra {
+/// Starts a relay from `vars` (e.g. the fake Nest API's), every listener on a free loopback
+/// port, and then `extra`.
+pub async fn start_relay_from(
+    mut vars: Vec<(String, String)>,
+    extra: &[(&str, &str)],
+) -> (Arc<Relay>, CancellationToken) {
+    let loopback = [
+        ("CAMRELAY_HTTP_ADDR", "127.0.0.1:0"),
+        ("CAMRELAY_RTSP_ADDR", "127.0.0.1:0"),
+        ("CAMRELAY_RTSP_RTP_ADDR", "127.0.0.1:0"),
+        ("CAMRELAY_RTSP_RTCP_ADDR", "127.0.0.1:0"),
+    ];
+    for (k, v) in loopback.iter().chain(extra) {
         vars.push(((*k).into(), (*v).into()));
     }
     let config = Config::from_vars(vars).unwrap();
     let shutdown = CancellationToken::new();
     let relay = Relay::start(config, shutdown.clone()).await.unwrap();
+    (relay, shutdown)
+}
+
+pub async fn start(fake: FakeSdmConfig, extra: &[(&str, &str)]) -> Running {
+    let sdm = sdm::start(fake.clone()).await.unwrap();
+    let vars = camrelay::demo::fake_nest_env(&fake, &sdm);
+    let (relay, shutdown) = start_relay_from(vars, extra).await;
     Running {
         relay,
         sdm,
@@ -96,6 +108,64 @@ pub fn no_stream_lost(sdm: &FakeSdmStats) {
 /// A `tracing` writer that keeps everything written to it.
 #[derive(Clone, Default)]
 pub struct Captured(pub Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Captured {
+    /// Captures every event at DEBUG and above, process-wide (`tracing` caches per-callsite
+    /// interest process-wide, so a thread-local subscriber would miss events when tests run in
+    /// parallel): once per test binary.
+    pub fn install() -> Self {
+        let logs = Self::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+        logs
+    }
+
+    /// Everything logged so far.
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+/// The tokens in the Nest cameras' current stream URLs: the path's last segment and every query
+/// value.
+pub fn stream_tokens(relay: &Relay) -> Vec<String> {
+    let mut tokens = Vec::new();
+    for camera in relay.registry.all() {
+        if let camrelay::camera::Source::Nest { lease, .. } = &camera.source
+            && let Some(url) = lease.borrow().url.clone()
+        {
+            let url = url.expose();
+            tokens.push(url.path().rsplit('/').next().unwrap().to_owned());
+            tokens.extend(url.query_pairs().map(|(_, v)| v.into_owned()));
+        }
+    }
+    tokens
+}
+
+/// What an operator reads from the relay: `/stats` and the camera list, as text.
+pub async fn operator_views(relay: &Relay) -> (String, String) {
+    let stats = serde_json::to_string(&camrelay::http::collect(relay).await).unwrap();
+    let listing = reqwest::get(format!("http://{}/api/cameras", relay.http_addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    (stats, listing)
+}
+
+/// Panics if any of `texts` (named) contains any of `secrets`.
+pub fn assert_nothing_reveals(secrets: &[String], texts: &[(&str, &str)]) {
+    for secret in secrets {
+        for (what, text) in texts {
+            assert!(!text.contains(secret.as_str()), "{what} reveal {secret}");
+        }
+    }
+}
 
 impl std::io::Write for Captured {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
