@@ -17,12 +17,22 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use camrelay_api_clients::calls::{CallsClient, CallsClientConfig};
+use camrelay_api_clients::whip::WhipClient;
+use camrelay_config::SfuConfig;
+use camrelay_config::defaults as d;
+use secrecy::SecretString;
+
 use crate::camera::{self, Camera, Credentials, DemandGuard, Registry, Source};
 use crate::http;
 use crate::ingest::tls::TlsClients;
 use crate::ingest::{self, IngestSettings};
 use crate::nest::{self, NestService};
 use crate::rtsp;
+use crate::sfu::api::{self as sfu_api, SfuApi};
+use crate::sfu::embedded::EmbeddedSfu;
+use crate::sfu::publisher::{self, PublisherSettings};
+use crate::sfu::signaling::Signaling;
 
 /// How long shutdown may take before the remaining tasks are abandoned: leases get
 /// [`crate::lease::task::SHUTDOWN_STOP_TIMEOUT`] to stop their streams, the queue
@@ -43,6 +53,8 @@ pub struct Relay {
     pub http_addr: SocketAddr,
     /// The local RTSP server.
     pub rtsp: Server,
+    /// The WebRTC side, unless `CAMRELAY_SFU=off`.
+    pub sfu: Option<SfuRuntime>,
     /// How cameras are pulled.
     ingest: IngestSettings,
     /// The configuration in force.
@@ -58,6 +70,15 @@ pub struct Relay {
     queue: Mutex<Option<(CancellationToken, tokio::task::JoinHandle<()>)>>,
     /// Everything else (HTTP, discovery).
     tasks: Mutex<JoinSet<()>>,
+}
+
+/// The WebRTC side of a running relay.
+#[derive(Debug)]
+pub struct SfuRuntime {
+    /// The embedded SFU and its API, when it is the SFU in use.
+    pub embedded: Option<SfuApi>,
+    /// What every camera's publisher uses.
+    pub publisher: PublisherSettings,
 }
 
 /// The outcome of the last Nest device discovery.
@@ -92,6 +113,7 @@ impl Relay {
             shutdown.clone(),
         )
         .await?;
+        let (sfu, sfu_task) = start_sfu(&config, http_addr, &shutdown).await?;
         let (nest, queue) = match &config.nest {
             Some(nest_config) => {
                 let (nest, queue) = start_nest(nest_config, &config)?;
@@ -104,6 +126,7 @@ impl Relay {
             nest,
             http_addr,
             rtsp,
+            sfu,
             ingest,
             config,
             started: Instant::now(),
@@ -113,6 +136,11 @@ impl Relay {
             queue: Mutex::new(queue),
             tasks: Mutex::new(JoinSet::new()),
         });
+        if let Some(task) = sfu_task {
+            relay.spawn(async move {
+                let _ = task.await;
+            });
+        }
         relay.register_static(&shutdown);
         if relay.nest.is_some() {
             let discovery = discover_forever(Arc::clone(&relay), shutdown.clone());
@@ -140,6 +168,15 @@ impl Relay {
             camera.cancel.clone(),
         );
         self.spawn(task.instrument(span));
+        if let Some(sfu) = &self.sfu {
+            let span = tracing::info_span!("publish", camera = %camera.id);
+            let task = publisher::run(
+                Arc::clone(camera),
+                sfu.publisher.clone(),
+                camera.cancel.clone(),
+            );
+            self.spawn(task.instrument(span));
+        }
     }
 
     fn register_static(&self, shutdown: &CancellationToken) {
@@ -158,6 +195,7 @@ impl Relay {
                     tls_verify: cam.tls_verify,
                 },
                 shutdown.child_token(),
+                self.sfu.is_some(),
             );
             if cam.always_on {
                 self.keep_on(&camera);
@@ -242,6 +280,7 @@ impl Relay {
                     }
                 },
                 cancel,
+                self.sfu.is_some(),
             );
             if self.registry.insert(Arc::clone(&camera)).is_err() {
                 // Not reachable: the id was checked above and only this task adds cameras.
@@ -299,6 +338,94 @@ impl Relay {
             tracing::warn!("shutdown timed out; exiting anyway");
         }
     }
+}
+
+/// Sets up publishing: the signaling for the configured SFU, and the embedded SFU itself when
+/// it is the one. The embedded SFU is reached through the relay's own HTTP listener, with the
+/// same Calls client as Cloudflare.
+async fn start_sfu(
+    config: &Config,
+    http_addr: SocketAddr,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<(Option<SfuRuntime>, Option<tokio::task::JoinHandle<()>>)> {
+    let candidate_ip = crate::sfu::net::candidate_ip(config.webrtc.ip);
+    let timeout = d::SFU_REQUEST_TIMEOUT;
+    let mut task = None;
+    let (signaling, embedded) = match &config.sfu {
+        SfuConfig::Off => return Ok((None, None)),
+        SfuConfig::Cloudflare {
+            app_id,
+            app_secret,
+            api_url,
+        } => {
+            let client = CallsClient::new(&CallsClientConfig {
+                base_url: api_url.clone(),
+                app_id: app_id.clone(),
+                app_secret: app_secret.clone(),
+                request_timeout: timeout,
+            })?;
+            (Signaling::Calls(client), None)
+        }
+        SfuConfig::Whip {
+            url_template,
+            token,
+        } => (
+            Signaling::Whip {
+                client: WhipClient::new(timeout)?,
+                template: url_template.clone(),
+                token: token.clone(),
+            },
+            None,
+        ),
+        SfuConfig::Embedded { app_id, app_secret } => {
+            let secret = app_secret
+                .clone()
+                .unwrap_or_else(|| SecretString::from(crate::sfu::random_id()));
+            let (sfu, handle) = EmbeddedSfu::start(
+                config.webrtc.sfu_udp_addr,
+                candidate_ip,
+                shutdown.child_token(),
+            )
+            .await?;
+            task = Some(handle);
+            let host = match http_addr.ip() {
+                ip if !ip.is_unspecified() => ip,
+                std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            };
+            let base_url = url::Url::parse(&format!(
+                "http://{}{}",
+                SocketAddr::new(host, http_addr.port()),
+                sfu_api::BASE_PATH
+            ))?;
+            let client = CallsClient::new(&CallsClientConfig {
+                base_url,
+                app_id: app_id.clone(),
+                app_secret: secret.clone(),
+                request_timeout: timeout,
+            })?;
+            let api = SfuApi {
+                sfu,
+                app_id: app_id.clone(),
+                secret: Arc::new(secret),
+            };
+            (Signaling::Calls(client), Some(api))
+        }
+    };
+    let publisher = PublisherSettings {
+        signaling: Arc::new(signaling),
+        candidate_ip,
+        connect_timeout: config.webrtc.connect_timeout,
+        retry_initial: d::PUBLISH_RETRY_INITIAL,
+        retry_max: d::PUBLISH_RETRY_MAX,
+    };
+    Ok((
+        Some(SfuRuntime {
+            embedded,
+            publisher,
+        }),
+        task,
+    ))
 }
 
 fn start_nest(

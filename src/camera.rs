@@ -67,6 +67,8 @@ pub struct Camera {
     pub source: Source,
     /// Its media: the bus every client subscribes to, and what went through it.
     pub media: Hub,
+    /// Its WebRTC publication.
+    pub publish: crate::sfu::publisher::PublishStatus,
     demand: watch::Sender<Demand>,
     /// Stops the camera's tasks when it is removed.
     pub cancel: CancellationToken,
@@ -74,11 +76,13 @@ pub struct Camera {
 
 impl Camera {
     /// A camera with no demand yet. Returns it with the receiver its lease task watches.
+    /// `frames`: keep whole frames for the WebRTC publisher.
     pub fn new(
         id: String,
         name: String,
         source: impl FnOnce(watch::Receiver<Demand>) -> Source,
         cancel: CancellationToken,
+        frames: bool,
     ) -> Arc<Self> {
         let (demand, rx) = watch::channel(Demand::default());
         let source = source(rx);
@@ -86,7 +90,8 @@ impl Camera {
             id,
             name,
             source,
-            media: Hub::new(),
+            media: Hub::new(frames),
+            publish: crate::sfu::publisher::PublishStatus::default(),
             demand,
             cancel,
         })
@@ -354,6 +359,7 @@ mod tests {
                     tls_verify: true,
                 },
                 CancellationToken::new(),
+                false,
             )
         };
         let first = make("first");
@@ -374,6 +380,7 @@ mod tests {
                 tls_verify: true,
             },
             CancellationToken::new(),
+            false,
         );
         let a = camera.acquire(false);
         let b = camera.acquire(true);

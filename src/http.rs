@@ -15,16 +15,20 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::Relay;
 use crate::lease::Phase;
+use crate::sfu::publisher::PublishState;
 use crate::stats::{Aggregate, CameraStats, NestStats, RtspStats, Stats};
 
 /// The router of the relay's HTTP endpoints.
 pub fn router(relay: Arc<Relay>) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/stats", get(stats))
-        .route("/api/cameras", get(cameras))
-        .with_state(relay)
+        .route("/api/cameras", get(cameras));
+    if let Some(api) = relay.sfu.as_ref().and_then(|s| s.embedded.clone()) {
+        router = router.nest(crate::sfu::api::BASE_PATH, crate::sfu::api::router(api));
+    }
+    router.with_state(relay)
 }
 
 /// Serves until `shutdown`.
@@ -105,12 +109,24 @@ pub struct CameraEntry {
     pub state: Phase,
     /// Where RTSP clients pull the camera from this relay.
     pub rtsp_url: String,
+    /// The camera's SFU publication, while published.
+    pub sfu: Option<SfuEntry>,
+}
+
+/// Where viewers pull a published camera from.
+#[derive(Debug, Serialize)]
+pub struct SfuEntry {
+    /// The publisher's SFU session.
+    pub session_id: String,
+    /// Its track names.
+    pub tracks: Vec<String>,
 }
 
 async fn cameras(State(relay): State<Arc<Relay>>, headers: HeaderMap) -> Json<Vec<CameraEntry>> {
     let now = Instant::now();
     let host = rtsp_host(&relay, &headers);
-    let port = relay.config.rtsp_addr.port();
+    // The bound port: the configured one may be 0 (any free port).
+    let port = relay.rtsp.local_addr().port();
     Json(
         relay
             .registry
@@ -118,7 +134,16 @@ async fn cameras(State(relay): State<Arc<Relay>>, headers: HeaderMap) -> Json<Ve
             .iter()
             .map(|c| {
                 let s = CameraStats::of(c, now);
+                let published = c.publish.snapshot();
+                let sfu = match (published.state, published.session_id) {
+                    (PublishState::Published, Some(session_id)) => Some(SfuEntry {
+                        session_id,
+                        tracks: published.tracks,
+                    }),
+                    _ => None,
+                };
                 CameraEntry {
+                    sfu,
                     rtsp_url: format!("rtsp://{host}:{port}/{}", s.id),
                     id: s.id,
                     name: s.name,

@@ -11,6 +11,7 @@
 //! - [`nest`]: the command queue's executor over the SDM client;
 //! - [`ingest`], [`media`] and [`rtsp`]: the media path, from each camera through its hub to
 //!   RTSP clients;
+//! - [`sfu`]: the WebRTC publisher and the embedded SFU;
 //! - [`http`] and [`stats`]: what operators read;
 //! - [`demo`]: the offline demo.
 
@@ -24,4 +25,5 @@ pub mod logging;
 pub mod media;
 pub mod nest;
 pub mod rtsp;
+pub mod sfu;
 pub mod stats;

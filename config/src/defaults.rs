@@ -296,3 +296,32 @@ pub const CALLS_API_URL: &str = "https://rtc.live.cloudflare.com/v1";
 /// The placeholder that `CAMRELAY_WHIP_URL` must contain; it is replaced by
 /// the camera id to form each camera's WHIP endpoint.
 pub const WHIP_CAMERA_PLACEHOLDER: &str = "{camera_id}";
+
+/// The embedded SFU's app id when `CAMRELAY_CALLS_APP_ID` is not set.
+pub const EMBEDDED_APP_ID: &str = "camrelay";
+
+/// `CAMRELAY_SFU_UDP_ADDR`: the one UDP socket of the embedded SFU (every
+/// publisher and viewer shares it; peers are told apart by their ICE
+/// credentials and addresses). 8189 is the WebRTC port MediaMTX made common.
+pub const SFU_UDP_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 8189));
+
+/// `CAMRELAY_WEBRTC_CONNECT_TIMEOUT`: how long a publisher waits for ICE and
+/// DTLS to connect before it gives the session up and starts a new one. The
+/// Calls API has no trickle ICE, so candidates are all known up front and a
+/// healthy path connects within a second or two.
+pub const WEBRTC_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Shortest accepted `CAMRELAY_WEBRTC_CONNECT_TIMEOUT`.
+pub const WEBRTC_CONNECT_TIMEOUT_MIN: Duration = Duration::from_secs(1);
+
+/// Longest accepted `CAMRELAY_WEBRTC_CONNECT_TIMEOUT`.
+pub const WEBRTC_CONNECT_TIMEOUT_MAX: Duration = Duration::from_secs(120);
+
+/// One HTTP request to the SFU's API (Calls or WHIP).
+pub const SFU_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// First wait before a publisher replaces a failed SFU session.
+pub const PUBLISH_RETRY_INITIAL: Duration = Duration::from_secs(1);
+
+/// Longest wait between a publisher's attempts at a new SFU session.
+pub const PUBLISH_RETRY_MAX: Duration = Duration::from_secs(30);

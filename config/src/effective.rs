@@ -126,6 +126,17 @@ impl Config {
         self.cameras(&mut out);
         nest(&mut out, self.nest.as_ref());
         sfu(&mut out, &self.sfu);
+        let w = &self.webrtc;
+        match w.ip {
+            Some(ip) => out.push(var::WEBRTC_IP, ip, "auto"),
+            None => out.push(var::WEBRTC_IP, "auto", "auto"),
+        }
+        out.duration(
+            var::WEBRTC_CONNECT_TIMEOUT,
+            w.connect_timeout,
+            d::WEBRTC_CONNECT_TIMEOUT,
+        );
+        out.push(var::SFU_UDP_ADDR, w.sfu_udp_addr, d::SFU_UDP_ADDR);
         out.0
     }
 
@@ -298,6 +309,11 @@ fn sfu(out: &mut Settings, sfu: &SfuConfig) {
             out.push(var::CALLS_APP_ID, app_id, UNSET);
             out.secret(var::CALLS_APP_SECRET, Some(app_secret));
             out.push(var::CALLS_API_URL, api_url, d::CALLS_API_URL);
+        }
+        SfuConfig::Embedded { app_id, app_secret } => {
+            out.push(var::CALLS_APP_ID, app_id, d::EMBEDDED_APP_ID);
+            out.secret(var::CALLS_APP_SECRET, app_secret.as_ref());
+            not_used(out, &[var::CALLS_API_URL]);
         }
         _ => not_used(
             out,

@@ -56,7 +56,7 @@ pub use crate::error::{ConfigError, ConfigErrors};
 pub use crate::ingest::IngestConfig;
 pub use crate::nest::{LeaseTuning, NestBudget, NestConfig};
 pub use crate::rtsp::{RtspConfig, RtspCredentials, RtspUdp};
-pub use crate::sfu::{SfuConfig, SfuKind};
+pub use crate::sfu::{SfuConfig, SfuKind, WebRtcConfig};
 
 use crate::parse::Check;
 use crate::vars::{Input, PREFIX, RawVars, var};
@@ -92,6 +92,8 @@ pub struct Config {
     pub nest: Option<NestConfig>,
     /// `CAMRELAY_SFU` and its settings.
     pub sfu: SfuConfig,
+    /// `CAMRELAY_WEBRTC_*` and `CAMRELAY_SFU_UDP_ADDR`.
+    pub webrtc: WebRtcConfig,
 }
 
 /// Logging: `CAMRELAY_LOG` and `CAMRELAY_LOG_FORMAT`.
@@ -224,6 +226,7 @@ fn build(check: &mut Check, input: &Input) -> Option<Config> {
     );
     let nest = nest::parse(check, raw);
     let sfu = sfu::parse(check, raw);
+    let webrtc = sfu::parse_webrtc(check, raw);
     for name in &input.unknown {
         let candidates = vars::KNOWN
             .iter()
@@ -254,6 +257,7 @@ fn build(check: &mut Check, input: &Input) -> Option<Config> {
         cameras,
         nest,
         sfu: sfu?,
+        webrtc: webrtc?,
     })
 }
 

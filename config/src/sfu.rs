@@ -7,6 +7,8 @@
 //! is selected, so that switching SFUs does not uncover old typos.
 
 use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use secrecy::SecretString;
 use url::Url;
@@ -28,7 +30,14 @@ pub enum SfuConfig {
         api_url: Url,
     },
     /// The relay serves the Calls API itself (self-hosting, demo, tests).
-    Embedded,
+    Embedded {
+        /// App id of the embedded API (`CAMRELAY_CALLS_APP_ID`, default
+        /// [`d::EMBEDDED_APP_ID`]).
+        app_id: String,
+        /// Its bearer secret (`CAMRELAY_CALLS_APP_SECRET`); unset means a
+        /// random one per process, which only the relay itself knows.
+        app_secret: Option<SecretString>,
+    },
     /// Publish each camera to a WHIP endpoint.
     Whip {
         /// Endpoint URL with `{camera_id}` where the camera id goes.
@@ -45,7 +54,7 @@ impl SfuConfig {
     pub fn kind(&self) -> SfuKind {
         match self {
             Self::Cloudflare { .. } => SfuKind::Cloudflare,
-            Self::Embedded => SfuKind::Embedded,
+            Self::Embedded { .. } => SfuKind::Embedded,
             Self::Whip { .. } => SfuKind::Whip,
             Self::Off => SfuKind::Off,
         }
@@ -155,9 +164,56 @@ pub(crate) fn parse(check: &mut Check, raw: &RawVars) -> Option<SfuConfig> {
                 token: whip_token,
             })
         }
-        SfuKind::Embedded => Some(SfuConfig::Embedded),
+        SfuKind::Embedded => Some(SfuConfig::Embedded {
+            app_id: app_id.unwrap_or_else(|| d::EMBEDDED_APP_ID.to_owned()),
+            app_secret,
+        }),
         SfuKind::Off => Some(SfuConfig::Off),
     }
+}
+
+/// WebRTC transport settings shared by the publisher and the embedded SFU.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebRtcConfig {
+    /// `CAMRELAY_WEBRTC_IP`: the address put in host candidates. `None`
+    /// picks the address of the interface that routes to the internet (the
+    /// relay's private address on most cloud VMs; set the public one if
+    /// the VM sits behind 1:1 NAT).
+    pub ip: Option<IpAddr>,
+    /// `CAMRELAY_WEBRTC_CONNECT_TIMEOUT`.
+    pub connect_timeout: Duration,
+    /// `CAMRELAY_SFU_UDP_ADDR`: the embedded SFU's UDP socket.
+    pub sfu_udp_addr: SocketAddr,
+}
+
+/// Parses the WebRTC transport settings; `None` means a recorded problem.
+pub(crate) fn parse_webrtc(check: &mut Check, raw: &RawVars) -> Option<WebRtcConfig> {
+    let ip = check.optional(var::WEBRTC_IP, raw.webrtc_ip.as_deref(), |value| {
+        value
+            .parse::<IpAddr>()
+            .map_err(|_| format!("{value:?} is not an IP address"))
+    });
+    let ip_bad = raw.webrtc_ip.is_some() && ip.is_none();
+    let connect_timeout = check.value(
+        var::WEBRTC_CONNECT_TIMEOUT,
+        raw.webrtc_connect_timeout.as_deref(),
+        d::WEBRTC_CONNECT_TIMEOUT,
+        parse::duration_in(d::WEBRTC_CONNECT_TIMEOUT_MIN, d::WEBRTC_CONNECT_TIMEOUT_MAX),
+    );
+    let sfu_udp_addr = check.value(
+        var::SFU_UDP_ADDR,
+        raw.sfu_udp_addr.as_deref(),
+        d::SFU_UDP_ADDR,
+        parse::socket_addr,
+    );
+    if ip_bad {
+        return None;
+    }
+    Some(WebRtcConfig {
+        ip,
+        connect_timeout: connect_timeout?,
+        sfu_udp_addr: sfu_udp_addr?,
+    })
 }
 
 fn require(check: &mut Check, variable: &str, set: bool, why: &str) {

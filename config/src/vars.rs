@@ -93,6 +93,9 @@ fixed_variables! {
     CALLS_API_URL => calls_api_url,
     WHIP_URL => whip_url,
     WHIP_TOKEN => whip_token,
+    WEBRTC_IP => webrtc_ip,
+    WEBRTC_CONNECT_TIMEOUT => webrtc_connect_timeout,
+    SFU_UDP_ADDR => sfu_udp_addr,
 }
 
 /// An environment sorted by kind of variable.

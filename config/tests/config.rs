@@ -623,7 +623,7 @@ fn defaults() {
     assert_eq!(config.idle_grace, Duration::from_secs(30));
     assert!(config.cameras.is_empty());
     assert!(config.nest.is_none());
-    assert!(matches!(config.sfu, SfuConfig::Embedded));
+    assert!(matches!(config.sfu, SfuConfig::Embedded { .. }));
     let udp = config.rtsp.udp.unwrap();
     assert_eq!(udp.rtp_addr.to_string(), "0.0.0.0:8000");
     assert_eq!(udp.rtcp_addr.to_string(), "0.0.0.0:8001");

@@ -456,6 +456,7 @@ impl Ingest {
             media.publish(crate::media::packager::Output {
                 packets: Vec::new(),
                 description: Some(description),
+                frame: None,
             });
         }
         media.stats.sessions.fetch_add(1, Ordering::Relaxed);
@@ -491,7 +492,8 @@ impl Ingest {
                         .bytes_in
                         .fetch_add(frame.data().len() as u64, Ordering::Relaxed);
                     let elapsed = frame.timestamp().elapsed();
-                    media.publish(self.packager.audio(frame.data(), elapsed, now));
+                    let data = Bytes::copy_from_slice(frame.data());
+                    media.publish(self.packager.audio(&data, elapsed, now));
                 }
                 _ => {}
             }
@@ -585,6 +587,7 @@ mod tests {
                 tls_verify: true,
             },
             CancellationToken::new(),
+            false,
         )
     }
 

@@ -5,11 +5,12 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-use camrelay_rtsp::bus::{Bus, Subscriber};
+use camrelay_rtsp::bus::{Bus, MAX_GOP_BYTES, Subscriber};
 use camrelay_rtsp::media::MediaDescription;
 use camrelay_rtsp::rtp::Packet;
 use tokio::sync::watch;
 
+use super::frame::{FRAME_RING_CAPACITY, Frame};
 use super::packager::Output;
 
 /// What went through a camera's hub (all since start).
@@ -58,6 +59,9 @@ impl MediaStats {
 #[derive(Debug)]
 pub struct Hub {
     bus: Bus<Packet>,
+    /// Whole frames for the WebRTC publisher; `None` when no SFU is configured (the frames'
+    /// GOP cache then costs nothing).
+    frames: Option<Bus<Frame>>,
     description: watch::Sender<Option<MediaDescription>>,
     /// Whether the current upstream session has delivered a keyframe: clients can start now.
     live: watch::Sender<bool>,
@@ -69,15 +73,16 @@ pub struct Hub {
 
 impl Default for Hub {
     fn default() -> Self {
-        Self::new()
+        Self::new(false)
     }
 }
 
 impl Hub {
-    /// A hub with no media yet.
-    pub fn new() -> Self {
+    /// A hub with no media yet; `frames` keeps a frame bus for the WebRTC publisher.
+    pub fn new(frames: bool) -> Self {
         Self {
             bus: Bus::default(),
+            frames: frames.then(|| Bus::new(FRAME_RING_CAPACITY, MAX_GOP_BYTES)),
             description: watch::channel(None).0,
             live: watch::channel(false).0,
             refusals: watch::channel(0).0,
@@ -101,12 +106,18 @@ impl Hub {
                 .fetch_add(packet.data.len() as u64, Ordering::Relaxed);
             self.bus.publish(packet);
         }
+        if let (Some(frames), Some(frame)) = (&self.frames, output.frame) {
+            frames.publish(frame);
+        }
     }
 
     /// The upstream session ended: until the next one delivers a keyframe, the camera is not
     /// live and new subscribers get nothing stale (the cached GOP is dropped).
     pub fn session_ended(&self) {
         self.bus.reset();
+        if let Some(frames) = &self.frames {
+            frames.reset();
+        }
         self.live.send_replace(false);
         self.stats.connected.store(false, Ordering::Relaxed);
     }
@@ -135,6 +146,12 @@ impl Hub {
     /// A subscription to the camera's packets, starting at the cached keyframe.
     pub fn subscribe(&self) -> Subscriber<Packet> {
         self.bus.subscribe()
+    }
+
+    /// A subscription to the camera's whole frames, starting at the cached keyframe; `None`
+    /// when the hub keeps no frames.
+    pub fn subscribe_frames(&self) -> Option<Subscriber<Frame>> {
+        self.frames.as_ref().map(Bus::subscribe)
     }
 
     /// The current description, once media has flowed.

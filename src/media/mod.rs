@@ -2,8 +2,11 @@
 //! ([`packager`]) on a continuous timeline ([`timeline`]) and fanned out through the camera's
 //! [`hub`] to every sink.
 
+pub mod frame;
 pub mod hub;
 pub mod packager;
 pub mod timeline;
+pub mod transcode;
 
+pub use frame::{Frame, FrameKind};
 pub use hub::{Hub, MediaStats};

@@ -14,6 +14,7 @@ use camrelay_rtsp::media::{
 };
 use camrelay_rtsp::rtp::{AacPacketizer, H264Packetizer, Packet};
 
+use super::frame::{Frame, FrameKind};
 use super::timeline::Timeline;
 
 /// Index of the video track in every camera's description.
@@ -28,6 +29,8 @@ pub struct Output {
     pub packets: Vec<Packet>,
     /// The description changed (first keyframe, new parameter sets, audio appeared).
     pub description: Option<MediaDescription>,
+    /// The frame itself on the output timeline, for sinks that packetize for themselves.
+    pub frame: Option<Frame>,
 }
 
 /// One camera's packetizers and timelines.
@@ -118,11 +121,17 @@ impl Packager {
         }
         let ts = self.video_timeline.map(elapsed, now);
         output.packets = self.video.packetize(access_unit, ts);
+        let keyframe = output.packets.first().is_some_and(|p| p.keyframe);
+        output.frame = Some(Frame {
+            kind: FrameKind::Video { keyframe },
+            data: access_unit.clone(),
+            timestamp: ts,
+        });
         output
     }
 
     /// Packetizes a raw AAC frame at `elapsed` ticks (of its sample rate) of the session.
-    pub fn audio(&mut self, frame: &[u8], elapsed: i64, now: Instant) -> Output {
+    pub fn audio(&mut self, frame: &Bytes, elapsed: i64, now: Instant) -> Output {
         let mut output = Output::default();
         if self.description.is_none() {
             return output;
@@ -130,6 +139,11 @@ impl Packager {
         if let Some(timeline) = &mut self.audio_timeline {
             let ts = timeline.map(elapsed, now);
             output.packets = self.audio.packetize(frame, ts);
+            output.frame = Some(Frame {
+                kind: FrameKind::Audio,
+                data: frame.clone(),
+                timestamp: ts,
+            });
         }
         output
     }

@@ -37,7 +37,13 @@ pub async fn start_relay_from(
         ("CAMRELAY_RTSP_RTP_ADDR", "127.0.0.1:0"),
         ("CAMRELAY_RTSP_RTCP_ADDR", "127.0.0.1:0"),
     ];
-    for (k, v) in loopback.iter().chain(extra) {
+    let loopback = loopback.into_iter().chain([
+        ("CAMRELAY_SFU_UDP_ADDR", "127.0.0.1:0"),
+        ("CAMRELAY_WEBRTC_IP", "127.0.0.1"),
+    ]);
+    let given = |k: &str| extra.iter().any(|(e, _)| *e == k) || vars.iter().any(|(e, _)| e == k);
+    let defaults: Vec<_> = loopback.filter(|(k, _)| !given(k)).collect();
+    for (k, v) in defaults.iter().chain(extra) {
         vars.push(((*k).into(), (*v).into()));
     }
     let config = Config::from_vars(vars).unwrap();

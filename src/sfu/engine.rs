@@ -1,0 +1,648 @@
+//! The embedded SFU's core: every session's `str0m` peer, the tracks they publish and pull, and
+//! the forwarding between them. No sockets and no clock of its own: the task in
+//! [`super::embedded`] feeds it datagrams, commands and time, and sends what it returns.
+//!
+//! Sessions follow the Calls API's model: a session is one peer connection; `local` tracks are
+//! pushed into it by the peer (which sends the offer), `remote` tracks are pulled into it from
+//! other sessions (the SFU sends the offer, the peer answers through `renegotiate`). The SFU is
+//! ICE-lite with one host candidate, as Cloudflare's is observed to be.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+
+/// A session that never connects is dropped after this long (Cloudflare: an unconnected
+/// session "can expire before its first use").
+pub const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A connected session whose ICE stays disconnected this long is dropped: its peer is gone.
+pub const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Keyframe requests toward one publisher track, at most one per this interval (several
+/// viewers joining at once need one keyframe, not one each).
+pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Per-track error codes of the Calls API.
+pub mod codes {
+    /// The pulled track does not exist (no such session or track name).
+    pub const NOT_FOUND_TRACK: &str = "not_found_track_error";
+    /// A pushed track names a mid the offer does not have.
+    pub const INVALID_TRACK: &str = "invalid_track_error";
+    /// A closed track did not exist or was already closed.
+    pub const CLOSE_TRACK: &str = "close_track_error";
+}
+
+/// Why a command failed as a whole. Each maps to an HTTP status and Calls error code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    /// No such session (or it is gone).
+    #[error("session {0} not found or closed")]
+    SessionGone(String),
+    /// The SDP was not acceptable.
+    #[error("invalid session description: {0}")]
+    InvalidDescription(String),
+    /// The call does not fit the session's negotiation state (e.g. an answer with no offer
+    /// pending, or a new offer while one is pending).
+    #[error("{0}")]
+    Conflict(String),
+    /// A malformed request (e.g. mixing local and remote tracks).
+    #[error("{0}")]
+    BadRequest(String),
+}
+
+/// One track of a `tracks/new` or `tracks/close` result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackResult {
+    /// Track name.
+    pub track_name: String,
+    /// Its mid in the session the call modified.
+    pub mid: String,
+    /// For pulled tracks: the publishing session.
+    pub session_id: Option<String>,
+    /// Calls error code, when this track failed.
+    pub error: Option<(&'static str, String)>,
+}
+
+/// The outcome of a push or pull.
+#[derive(Debug, Clone)]
+pub struct TracksOutcome {
+    /// Per-track results.
+    pub tracks: Vec<TrackResult>,
+    /// The SDP to hand back: an answer to a push's offer, or the SFU's offer for a pull.
+    pub description: Option<(SdpKind, String)>,
+    /// The peer must answer the offer through `renegotiate`.
+    pub requires_immediate_renegotiation: bool,
+}
+
+/// Offer or answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SdpKind {
+    /// An offer.
+    Offer,
+    /// An answer.
+    Answer,
+}
+
+/// One track as `GET sessions/{id}` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackState {
+    /// `local` (pushed) or `remote` (pulled).
+    pub local: bool,
+    /// Its mid in this session.
+    pub mid: String,
+    /// Track name.
+    pub track_name: String,
+    /// For pulled tracks: the publishing session.
+    pub session_id: Option<String>,
+    /// `active`, `inactive` or `initializing`.
+    pub status: &'static str,
+}
+
+/// What the engine counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Sessions open now.
+    pub sessions: usize,
+    /// Of them, connected.
+    pub connected: usize,
+    /// Tracks published now.
+    pub published_tracks: usize,
+    /// Pulls forwarding now.
+    pub pulled_tracks: usize,
+    /// Media frames forwarded to viewers (since start).
+    pub frames_forwarded: u64,
+    /// Keyframe requests passed to publishers (since start).
+    pub keyframe_requests: u64,
+    /// Sessions dropped (since start): closed, failed or timed out.
+    pub sessions_dropped: u64,
+}
+
+#[derive(Debug)]
+struct Pulled {
+    /// Its mid in the pulling session.
+    mid: Mid,
+    source_session: String,
+    track_name: String,
+    /// Negotiated (the peer answered the offer that added it).
+    open: bool,
+    closed: bool,
+    /// Video: a keyframe went out, so the viewer's decoder can follow. Until then deltas
+    /// are held back (they would only be decode errors).
+    started: bool,
+}
+
+#[derive(Debug)]
+struct Peer {
+    rtc: Rtc,
+    created: Instant,
+    connected: bool,
+    disconnected_since: Option<Instant>,
+    pending: Option<SdpPendingOffer>,
+    /// Pushed tracks: name by mid.
+    local: Vec<(Mid, String, MediaKind)>,
+    pulled: Vec<Pulled>,
+    last_keyframe_request: HashMap<Mid, Instant>,
+}
+
+/// The SFU's state.
+#[derive(Debug)]
+pub struct Engine {
+    candidate: SocketAddr,
+    peers: HashMap<String, Peer>,
+    stats: EngineStats,
+}
+
+/// A forwarding step gathered while polling one peer and applied to others after.
+#[derive(Debug)]
+enum Propagate {
+    Media {
+        from: String,
+        mid: Mid,
+        data: Box<str0m::media::MediaData>,
+    },
+    Keyframe {
+        from: String,
+        name: String,
+        kind: KeyframeRequestKind,
+    },
+}
+
+impl Engine {
+    /// An engine whose socket is advertised as `candidate`.
+    pub fn new(candidate: SocketAddr) -> Self {
+        Self {
+            candidate,
+            peers: HashMap::new(),
+            stats: EngineStats::default(),
+        }
+    }
+
+    /// Counters and gauges.
+    pub fn stats(&self) -> EngineStats {
+        let mut stats = self.stats;
+        stats.sessions = self.peers.len();
+        stats.connected = self.peers.values().filter(|p| p.connected).count();
+        stats.published_tracks = self.peers.values().map(|p| p.local.len()).sum();
+        stats.pulled_tracks = self
+            .peers
+            .values()
+            .flat_map(|p| &p.pulled)
+            .filter(|t| t.open && !t.closed)
+            .count();
+        stats
+    }
+
+    /// `sessions/new`: a new, empty session.
+    pub fn new_session(&mut self, now: Instant) -> Result<String, EngineError> {
+        let mut rtc = Rtc::builder()
+            .set_ice_lite(true)
+            .set_crypto_provider(super::crypto())
+            .build(now);
+        let candidate = Candidate::host(self.candidate, Protocol::Udp)
+            .map_err(|e| EngineError::BadRequest(format!("bad SFU candidate address: {e}")))?;
+        rtc.add_local_candidate(candidate);
+        let id = super::random_id();
+        self.peers.insert(
+            id.clone(),
+            Peer {
+                rtc,
+                created: now,
+                connected: false,
+                disconnected_since: None,
+                pending: None,
+                local: Vec::new(),
+                pulled: Vec::new(),
+                last_keyframe_request: HashMap::new(),
+            },
+        );
+        Ok(id)
+    }
+
+    fn peer(&mut self, session: &str) -> Result<&mut Peer, EngineError> {
+        self.peers
+            .get_mut(session)
+            .ok_or_else(|| EngineError::SessionGone(session.to_owned()))
+    }
+
+    /// `tracks/new` with local tracks: the peer's offer publishes `(mid, track name)` pairs.
+    pub fn push(
+        &mut self,
+        session: &str,
+        offer: &str,
+        tracks: &[(String, String)],
+    ) -> Result<TracksOutcome, EngineError> {
+        let offer = SdpOffer::from_sdp_string(offer)
+            .map_err(|e| EngineError::InvalidDescription(e.to_string()))?;
+        let peer = self.peer(session)?;
+        if peer.pending.is_some() {
+            return Err(EngineError::Conflict(
+                "an SFU offer is waiting for its answer (renegotiate first)".to_owned(),
+            ));
+        }
+        let answer = peer
+            .rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| EngineError::InvalidDescription(e.to_string()))?;
+        let mut results = Vec::with_capacity(tracks.len());
+        for (mid, name) in tracks {
+            let m = Mid::from(mid.as_str());
+            let kind = peer.rtc.media(m).map(str0m::media::Media::kind);
+            let error = match kind {
+                None => Some((
+                    codes::INVALID_TRACK,
+                    format!("the offer has no media section with mid {mid}"),
+                )),
+                Some(_) if peer.local.iter().any(|(_, n, _)| n == name) => Some((
+                    codes::INVALID_TRACK,
+                    format!("track {name} is already published in this session"),
+                )),
+                Some(kind) => {
+                    peer.local.push((m, name.clone(), kind));
+                    None
+                }
+            };
+            results.push(TrackResult {
+                track_name: name.clone(),
+                mid: mid.clone(),
+                session_id: None,
+                error,
+            });
+        }
+        Ok(TracksOutcome {
+            tracks: results,
+            description: Some((SdpKind::Answer, answer.to_sdp_string())),
+            requires_immediate_renegotiation: false,
+        })
+    }
+
+    /// `tracks/new` with remote tracks: pull `(publisher session, track name)` pairs into
+    /// `session`; the SFU's offer comes back for the peer to answer through `renegotiate`.
+    pub fn pull(
+        &mut self,
+        session: &str,
+        tracks: &[(String, String)],
+    ) -> Result<TracksOutcome, EngineError> {
+        if !self.peers.contains_key(session) {
+            return Err(EngineError::SessionGone(session.to_owned()));
+        }
+        // Resolve the sources first (other peers), then change this one.
+        let sources: Vec<Option<MediaKind>> = tracks
+            .iter()
+            .map(|(from, name)| {
+                self.peers.get(from).and_then(|p| {
+                    p.local
+                        .iter()
+                        .find(|(_, n, _)| n == name)
+                        .map(|(_, _, k)| *k)
+                })
+            })
+            .collect();
+        let peer = self.peer(session)?;
+        if peer.pending.is_some() {
+            return Err(EngineError::Conflict(
+                "an SFU offer is waiting for its answer (renegotiate first)".to_owned(),
+            ));
+        }
+        let mut api = peer.rtc.sdp_api();
+        let mut results = Vec::with_capacity(tracks.len());
+        let mut added = Vec::new();
+        for ((from, name), kind) in tracks.iter().zip(sources) {
+            let Some(kind) = kind else {
+                results.push(TrackResult {
+                    track_name: name.clone(),
+                    mid: String::new(),
+                    session_id: Some(from.clone()),
+                    error: Some((
+                        codes::NOT_FOUND_TRACK,
+                        "Track not found on remote peer".to_owned(),
+                    )),
+                });
+                continue;
+            };
+            let mid = api.add_media(
+                kind,
+                Direction::SendOnly,
+                Some(from.clone()),
+                Some(name.clone()),
+                None,
+            );
+            added.push(Pulled {
+                mid,
+                source_session: from.clone(),
+                track_name: name.clone(),
+                open: false,
+                closed: false,
+                started: kind == MediaKind::Audio,
+            });
+            results.push(TrackResult {
+                track_name: name.clone(),
+                mid: mid.to_string(),
+                session_id: Some(from.clone()),
+                error: None,
+            });
+        }
+        let offer = api.apply();
+        let description = match offer {
+            Some((offer, pending)) => {
+                peer.pending = Some(pending);
+                peer.pulled.extend(added);
+                Some((SdpKind::Offer, offer.to_sdp_string()))
+            }
+            None => None,
+        };
+        Ok(TracksOutcome {
+            tracks: results,
+            requires_immediate_renegotiation: description.is_some(),
+            description,
+        })
+    }
+
+    /// `renegotiate`: the peer's answer to the SFU's pending offer.
+    pub fn answer(&mut self, now: Instant, session: &str, answer: &str) -> Result<(), EngineError> {
+        let answer = SdpAnswer::from_sdp_string(answer)
+            .map_err(|e| EngineError::InvalidDescription(e.to_string()))?;
+        let peer = self.peer(session)?;
+        let Some(pending) = peer.pending.take() else {
+            return Err(EngineError::Conflict(
+                "no SFU offer is waiting for an answer".to_owned(),
+            ));
+        };
+        peer.rtc
+            .sdp_api()
+            .accept_answer(pending, answer)
+            .map_err(|e| EngineError::InvalidDescription(e.to_string()))?;
+        for track in &mut peer.pulled {
+            track.open = true;
+        }
+        // The new viewer needs a keyframe to start.
+        let wanted: Vec<(String, String)> = peer
+            .pulled
+            .iter()
+            .filter(|t| !t.closed)
+            .map(|t| (t.source_session.clone(), t.track_name.clone()))
+            .collect();
+        for (from, name) in wanted {
+            self.request_keyframe(&from, &name, KeyframeRequestKind::Pli, now);
+        }
+        Ok(())
+    }
+
+    /// `tracks/close` with `force: true` semantics: stop forwarding the mids (pulled tracks)
+    /// or unpublish them (pushed tracks). Unknown mids are reported per track.
+    pub fn close(&mut self, session: &str, mids: &[String]) -> Result<TracksOutcome, EngineError> {
+        let peer = self.peer(session)?;
+        let mut results = Vec::with_capacity(mids.len());
+        for mid in mids {
+            let m = Mid::from(mid.as_str());
+            let mut found = None;
+            if let Some(t) = peer.pulled.iter_mut().find(|t| t.mid == m && !t.closed) {
+                t.closed = true;
+                found = Some(t.track_name.clone());
+            } else if let Some(i) = peer.local.iter().position(|(lm, _, _)| *lm == m) {
+                found = Some(peer.local.remove(i).1);
+            }
+            results.push(TrackResult {
+                track_name: found.clone().unwrap_or_default(),
+                mid: mid.clone(),
+                session_id: None,
+                error: found.is_none().then(|| {
+                    (
+                        codes::CLOSE_TRACK,
+                        "Track doesn't exist or was already closed".to_owned(),
+                    )
+                }),
+            });
+        }
+        Ok(TracksOutcome {
+            tracks: results,
+            description: None,
+            requires_immediate_renegotiation: false,
+        })
+    }
+
+    /// `GET sessions/{id}`: the session's tracks.
+    pub fn state(&self, session: &str) -> Result<Vec<TrackState>, EngineError> {
+        let peer = self
+            .peers
+            .get(session)
+            .ok_or_else(|| EngineError::SessionGone(session.to_owned()))?;
+        let mut tracks: Vec<TrackState> = peer
+            .local
+            .iter()
+            .map(|(mid, name, _)| TrackState {
+                local: true,
+                mid: mid.to_string(),
+                track_name: name.clone(),
+                session_id: None,
+                status: if peer.connected {
+                    "active"
+                } else {
+                    "initializing"
+                },
+            })
+            .collect();
+        tracks.extend(peer.pulled.iter().map(|t| TrackState {
+            local: false,
+            mid: t.mid.to_string(),
+            track_name: t.track_name.clone(),
+            session_id: Some(t.source_session.clone()),
+            status: match (t.closed, t.open && peer.connected) {
+                (true, _) => "inactive",
+                (false, true) => "active",
+                (false, false) => "initializing",
+            },
+        }));
+        Ok(tracks)
+    }
+
+    /// Drops a session at once, as if its peer vanished (operators and tests).
+    pub fn drop_session(&mut self, session: &str) -> bool {
+        let found = self.peers.remove(session).is_some();
+        if found {
+            self.stats.sessions_dropped += 1;
+        }
+        found
+    }
+
+    /// Whether any session is open.
+    pub fn is_empty(&self) -> bool {
+        self.peers.is_empty()
+    }
+
+    /// A datagram arrived from `source`. Unknown senders are ignored (the STUN binding of a
+    /// peer whose session was dropped, stray traffic).
+    pub fn receive(&mut self, now: Instant, source: SocketAddr, data: &[u8]) {
+        // str0m must see the advertised candidate as the destination: the socket may be bound
+        // to a wildcard address or sit behind NAT.
+        let Ok(receive) = Receive::new(Protocol::Udp, source, self.candidate, data) else {
+            return;
+        };
+        let input = Input::Receive(now, receive);
+        if let Some(peer) = self.peers.values_mut().find(|p| p.rtc.accepts(&input))
+            && let Err(e) = peer.rtc.handle_input(input)
+        {
+            tracing::debug!(error = %e, "SFU peer input failed");
+            peer.rtc.disconnect();
+        }
+    }
+
+    /// Advances time, forwards media, and collects datagrams to send. Returns when the engine
+    /// next needs [`Engine::poll`] at the latest.
+    pub fn poll(&mut self, now: Instant, transmit: &mut Vec<(SocketAddr, Vec<u8>)>) -> Instant {
+        let mut next = now + Duration::from_millis(100);
+        let mut propagate = Vec::new();
+        let mut dead = Vec::new();
+        for (id, peer) in &mut self.peers {
+            if peer.rtc.handle_input(Input::Timeout(now)).is_err() {
+                peer.rtc.disconnect();
+            }
+            loop {
+                if !peer.rtc.is_alive() {
+                    break;
+                }
+                match peer.rtc.poll_output() {
+                    Ok(Output::Timeout(t)) => {
+                        next = next.min(t);
+                        break;
+                    }
+                    Ok(Output::Transmit(t)) => transmit.push((t.destination, t.contents.into())),
+                    Ok(Output::Event(event)) => match event {
+                        Event::Connected => {
+                            peer.connected = true;
+                        }
+                        Event::IceConnectionStateChange(state) => match state {
+                            IceConnectionState::Disconnected => {
+                                peer.disconnected_since.get_or_insert(now);
+                            }
+                            IceConnectionState::Connected | IceConnectionState::Completed => {
+                                peer.disconnected_since = None;
+                            }
+                            _ => {}
+                        },
+                        Event::MediaData(data) => propagate.push(Propagate::Media {
+                            from: id.clone(),
+                            mid: data.mid,
+                            data: Box::new(data),
+                        }),
+                        Event::KeyframeRequest(req) => {
+                            if let Some(t) = peer.pulled.iter().find(|t| t.mid == req.mid) {
+                                propagate.push(Propagate::Keyframe {
+                                    from: t.source_session.clone(),
+                                    name: t.track_name.clone(),
+                                    kind: req.kind,
+                                });
+                            }
+                        }
+                        _ => {}
+                    },
+                    Err(e) => {
+                        tracing::debug!(error = %e, session = %id, "SFU peer failed");
+                        peer.rtc.disconnect();
+                    }
+                }
+            }
+            let timed_out = !peer.connected && now.duration_since(peer.created) > SETUP_TIMEOUT;
+            let gone = peer
+                .disconnected_since
+                .is_some_and(|t| now.duration_since(t) > DISCONNECT_TIMEOUT);
+            if !peer.rtc.is_alive() || timed_out || gone {
+                dead.push(id.clone());
+            }
+        }
+        for id in dead {
+            tracing::debug!(session = %id, "SFU session dropped");
+            self.drop_session(&id);
+        }
+        for step in propagate {
+            match step {
+                Propagate::Media { from, mid, data } => self.forward(&from, mid, &data),
+                Propagate::Keyframe { from, name, kind } => {
+                    self.request_keyframe(&from, &name, kind, now);
+                }
+            }
+        }
+        next
+    }
+
+    fn forward(&mut self, from: &str, mid: Mid, data: &str0m::media::MediaData) {
+        let Some(name) = self
+            .peers
+            .get(from)
+            .and_then(|p| p.local.iter().find(|(m, _, _)| *m == mid))
+            .map(|(_, n, _)| n.clone())
+        else {
+            return;
+        };
+        let mut forwarded = 0;
+        let keyframe = data.is_keyframe();
+        for peer in self.peers.values_mut() {
+            if !peer.connected {
+                continue;
+            }
+            let mut targets = Vec::new();
+            for t in &mut peer.pulled {
+                if t.open && !t.closed && t.source_session == from && t.track_name == name {
+                    t.started |= keyframe;
+                    if t.started {
+                        targets.push(t.mid);
+                    }
+                }
+            }
+            for target in targets {
+                let Some(writer) = peer.rtc.writer(target) else {
+                    continue;
+                };
+                let Some(pt) = writer.match_params(data.params) else {
+                    continue;
+                };
+                if writer
+                    .write(pt, data.network_time, data.time, Arc::clone(&data.data))
+                    .is_ok()
+                {
+                    forwarded += 1;
+                }
+            }
+        }
+        self.stats.frames_forwarded += forwarded;
+    }
+
+    fn request_keyframe(
+        &mut self,
+        from: &str,
+        name: &str,
+        kind: KeyframeRequestKind,
+        now: Instant,
+    ) {
+        let Some(peer) = self.peers.get_mut(from) else {
+            return;
+        };
+        let Some(mid) = peer
+            .local
+            .iter()
+            .find(|(_, n, k)| n == name && *k == MediaKind::Video)
+            .map(|(m, _, _)| *m)
+        else {
+            return;
+        };
+        if peer
+            .last_keyframe_request
+            .get(&mid)
+            .is_some_and(|t| now.duration_since(*t) < KEYFRAME_REQUEST_INTERVAL)
+        {
+            return;
+        }
+        if let Some(mut writer) = peer.rtc.writer(mid)
+            && writer.request_keyframe(None, kind).is_ok()
+        {
+            peer.last_keyframe_request.insert(mid, now);
+            self.stats.keyframe_requests += 1;
+        }
+    }
+}
