@@ -86,6 +86,7 @@ fn error(status: StatusCode, code: &str, description: impl Into<String>) -> ApiE
 fn engine_error(e: &EngineError) -> Response {
     let error = match e {
         EngineError::SessionGone(_) => error(StatusCode::GONE, "session_error", e.to_string()),
+        EngineError::UnknownSession(_) => error(StatusCode::NOT_FOUND, "not_found", e.to_string()),
         EngineError::InvalidDescription(_) => error(
             StatusCode::BAD_REQUEST,
             "invalid_session_description",
@@ -143,14 +144,27 @@ fn session_query(query: &str) -> Option<NewSessionQuery> {
 }
 
 /// Parses a JSON body ourselves, so that a bad one gets the Calls error shape.
+/// No field of the Calls API is nullable: a `null` is a malformed request, not an absent field.
 fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        error(
-            StatusCode::BAD_REQUEST,
-            "decoding_error",
-            format!("the request body is not valid: {e}"),
-        )
-    })
+    let invalid = |message: String| error(StatusCode::BAD_REQUEST, "decoding_error", message);
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| invalid(format!("the request body is not valid JSON: {e}")))?;
+    if has_null(&value) {
+        return Err(invalid(
+            "null is not a valid value for any field".to_owned(),
+        ));
+    }
+    serde_json::from_value(value)
+        .map_err(|e| invalid(format!("the request body is not valid: {e}")))
+}
+
+fn has_null(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::Null => true,
+        serde_json::Value::Array(items) => items.iter().any(has_null),
+        serde_json::Value::Object(fields) => fields.values().any(has_null),
+        _ => false,
+    }
 }
 
 async fn new_session(
@@ -361,11 +375,19 @@ async fn close_tracks(
         Ok(r) => r,
         Err(r) => return r.into_response(),
     };
-    if request.tracks.len() > MAX_TRACKS_PER_CALL {
+    if request.tracks.is_empty() || request.tracks.len() > MAX_TRACKS_PER_CALL {
         return error(
             StatusCode::BAD_REQUEST,
             "invalid_params",
-            "at most 64 tracks per call",
+            "between 1 and 64 tracks per call",
+        )
+        .into_response();
+    }
+    if request.tracks.iter().any(|t| t.mid.is_empty()) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_params",
+            "a mid must not be empty",
         )
         .into_response();
     }

@@ -28,6 +28,10 @@ pub const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// viewers joining at once need one keyframe, not one each).
 pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Dropped sessions remembered, so that calls on them say "gone" (410) rather than "unknown"
+/// (404).
+pub const GONE_MEMORY: usize = 1024;
+
 /// Per-track error codes of the Calls API.
 pub mod codes {
     /// The pulled track does not exist (no such session or track name).
@@ -41,9 +45,12 @@ pub mod codes {
 /// Why a command failed as a whole. Each maps to an HTTP status and Calls error code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EngineError {
-    /// No such session (or it is gone).
-    #[error("session {0} not found or closed")]
+    /// The session was closed or dropped (Calls: 410 `session_error`).
+    #[error("session {0} is closed")]
     SessionGone(String),
+    /// No session by that id ever existed here.
+    #[error("no session {0}")]
+    UnknownSession(String),
     /// The SDP was not acceptable.
     #[error("invalid session description: {0}")]
     InvalidDescription(String),
@@ -155,6 +162,7 @@ struct Peer {
 pub struct Engine {
     candidate: SocketAddr,
     peers: HashMap<String, Peer>,
+    gone: std::collections::VecDeque<String>,
     stats: EngineStats,
 }
 
@@ -179,6 +187,7 @@ impl Engine {
         Self {
             candidate,
             peers: HashMap::new(),
+            gone: std::collections::VecDeque::new(),
             stats: EngineStats::default(),
         }
     }
@@ -224,10 +233,21 @@ impl Engine {
         Ok(id)
     }
 
+    fn missing(&self, session: &str) -> EngineError {
+        if self.gone.iter().any(|g| g == session) {
+            EngineError::SessionGone(session.to_owned())
+        } else {
+            EngineError::UnknownSession(session.to_owned())
+        }
+    }
+
     fn peer(&mut self, session: &str) -> Result<&mut Peer, EngineError> {
+        if !self.peers.contains_key(session) {
+            return Err(self.missing(session));
+        }
         self.peers
             .get_mut(session)
-            .ok_or_else(|| EngineError::SessionGone(session.to_owned()))
+            .ok_or_else(|| EngineError::UnknownSession(session.to_owned()))
     }
 
     /// `tracks/new` with local tracks: the peer's offer publishes `(mid, track name)` pairs.
@@ -290,7 +310,7 @@ impl Engine {
         tracks: &[(String, String)],
     ) -> Result<TracksOutcome, EngineError> {
         if !self.peers.contains_key(session) {
-            return Err(EngineError::SessionGone(session.to_owned()));
+            return Err(self.missing(session));
         }
         // Resolve the sources first (other peers), then change this one.
         let sources: Vec<Option<MediaKind>> = tracks
@@ -432,7 +452,7 @@ impl Engine {
         let peer = self
             .peers
             .get(session)
-            .ok_or_else(|| EngineError::SessionGone(session.to_owned()))?;
+            .ok_or_else(|| self.missing(session))?;
         let mut tracks: Vec<TrackState> = peer
             .local
             .iter()
@@ -467,6 +487,10 @@ impl Engine {
         let found = self.peers.remove(session).is_some();
         if found {
             self.stats.sessions_dropped += 1;
+            if self.gone.len() == GONE_MEMORY {
+                self.gone.pop_front();
+            }
+            self.gone.push_back(session.to_owned());
         }
         found
     }
