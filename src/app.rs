@@ -168,6 +168,11 @@ impl Relay {
             camera.cancel.clone(),
         );
         self.spawn(task.instrument(span));
+    }
+
+    /// Publishes `camera` into the SFU whenever it is live. For now only always-on cameras
+    /// publish: an on-demand camera is published once viewers ask for it (the watch API).
+    fn start_publisher(&self, camera: &Arc<Camera>) {
         if let Some(sfu) = &self.sfu {
             let span = tracing::info_span!("publish", camera = %camera.id);
             let task = publisher::run(
@@ -207,6 +212,7 @@ impl Relay {
     }
 
     fn keep_on(&self, camera: &Arc<Camera>) {
+        self.start_publisher(camera);
         self.always_on
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

@@ -91,6 +91,10 @@ pub async fn collect(relay: &Relay) -> Stats {
         queue,
         nest,
         rtsp: RtspStats::of(relay.rtsp.stats()),
+        embedded_sfu: match relay.sfu.as_ref().and_then(|s| s.embedded.as_ref()) {
+            Some(api) => api.sfu.stats().await.ok(),
+            None => None,
+        },
     }
 }
 

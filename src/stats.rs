@@ -30,6 +30,8 @@ pub struct Stats {
     pub nest: Option<NestStats>,
     /// The local RTSP server.
     pub rtsp: RtspStats,
+    /// The embedded SFU, when it is the SFU in use.
+    pub embedded_sfu: Option<crate::sfu::engine::EngineStats>,
 }
 
 /// The local RTSP server (all counters since start).
@@ -147,6 +149,8 @@ pub struct CameraStats {
     pub lease: Option<LeaseStats>,
     /// The media path.
     pub media: MediaSnapshot,
+    /// The WebRTC publication.
+    pub sfu: crate::sfu::publisher::PublishSnapshot,
 }
 
 /// A Nest camera's lease.
@@ -223,6 +227,7 @@ impl CameraStats {
                 demand,
                 lease: None,
                 media: MediaSnapshot::of(camera),
+                sfu: camera.publish.snapshot(),
             },
             Source::Nest { device, lease, .. } => {
                 let status = lease.borrow().clone();
@@ -248,6 +253,7 @@ impl CameraStats {
                         last_error: c.last_error.clone(),
                     }),
                     media: MediaSnapshot::of(camera),
+                    sfu: camera.publish.snapshot(),
                 }
             }
         }

@@ -90,6 +90,7 @@ fn assert_decoded(result: &Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aiortc_decodes_a_nest_camera_through_the_embedded_sfu() {
+    let logs = common::Captured::install();
     let nest = start_nest_relay(FakeSdmConfig::default(), &sfu_vars()).await;
     let camera = nest.camera("front-door").await;
     let snapshot = published(&camera, None).await;
@@ -131,6 +132,20 @@ async fn aiortc_decodes_a_nest_camera_through_the_embedded_sfu() {
         nest.api.stats().generates,
         1,
         "one upstream stream for it all"
+    );
+
+    // The SFU's app secret never reaches logs, stats or the camera list.
+    let (stats, listing) = common::operator_views(&nest.relay).await;
+    assert!(stats.contains("\"embedded_sfu\""), "{stats}");
+    let logs = logs.text();
+    assert!(logs.contains("published to the SFU"), "{logs}");
+    common::assert_nothing_reveals(
+        &[SECRET.to_owned()],
+        &[
+            ("logs", &logs),
+            ("/stats", &stats),
+            ("/api/cameras", &listing),
+        ],
     );
 }
 

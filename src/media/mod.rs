@@ -1,6 +1,6 @@
 //! The relay's media path inside one camera: frames from the ingest are packetized once
 //! ([`packager`]) on a continuous timeline ([`timeline`]) and fanned out through the camera's
-//! [`hub`] to every sink.
+//! [`hub`] to every sink. Audio for WebRTC is transcoded from AAC-LC to Opus ([`transcode`]).
 
 pub mod frame;
 pub mod hub;

@@ -25,7 +25,7 @@
 //! explicitly) is refused up front. A stream whose config says plain LC but whose frames carry
 //! SBR anyway (implicit signalling) decodes as its LC core, with half the bandwidth; if its RTP
 //! clock runs at the SBR output rate, its timestamps advance twice as fast as the decoded
-//! samples and every other 21 ms is filled with silence.
+//! samples and half of what comes out is the silence that fills the gaps.
 
 use std::fmt;
 
@@ -44,32 +44,36 @@ use symphonia::default::codecs::AacDecoder;
 /// The RTP clock rate of Opus, whatever rate the encoder runs at (RFC 7587 §4.1).
 pub const OPUS_CLOCK_RATE: u32 = 48_000;
 
-/// Duration of one Opus frame, and so of one packet. 20 ms is what browsers send and expect
-/// (RFC 7587 §4.2 lists 20 ms as the default `ptime`); shorter frames cost more CPU and header
-/// overhead, longer ones add latency and make each loss longer.
+/// Duration of one Opus frame, and so of one packet. 20 ms is what browsers send and expect;
+/// shorter frames cost more CPU and header overhead, longer ones add latency and make each loss
+/// longer.
 pub const FRAME_DURATION_MS: u32 = 20;
 
 /// One frame on the 48 kHz RTP clock: 960 ticks.
 pub const FRAME_TICKS: u32 = OPUS_CLOCK_RATE / 1000 * FRAME_DURATION_MS;
 
-/// Input rates libopus encodes without resampling (RFC 6716 §2: the encoder accepts 8, 12, 16,
-/// 24 or 48 kHz). Other rates are resampled to [`OPUS_CLOCK_RATE`].
+/// Input rates libopus encodes without resampling (`opus_encoder_create` accepts 8, 12, 16, 24
+/// or 48 kHz). Other rates are resampled to [`OPUS_CLOCK_RATE`].
 pub const OPUS_NATIVE_RATES: [u32; 5] = [8_000, 12_000, 16_000, 24_000, 48_000];
 
-/// `OPUS_APPLICATION_VOIP`: camera audio is speech and room noise listened to for what is said,
-/// and VoIP mode favours SILK and hybrid coding, the modes in which in-band FEC (LBRR) exists at
-/// all; `Audio` would pick CELT for tonal content at these bitrates, where FEC does nothing.
+/// `OPUS_APPLICATION_VOIP`: camera audio is speech and room noise, listened to for what is said.
+/// VoIP mode tunes the encoder for intelligibility and favours SILK and hybrid coding, the modes
+/// that carry in-band FEC; `Audio` aims at fidelity for music and, with FEC on, measured no
+/// cheaper.
 pub const OPUS_APPLICATION: Application = Application::Voip;
 
-/// Target bitrate per channel (32 kb/s mono, 64 kb/s stereo), variable bitrate. Enough for
-/// full-band speech and room sound; a camera's AAC is typically 32–64 kb/s itself.
+/// Target bitrate per channel (32 kb/s mono, 64 kb/s stereo), variable bitrate. At
+/// [`OPUS_COMPLEXITY`] the encoder stays wide-band and uses less (about 25 kb/s mono, 47 kb/s
+/// stereo, FEC included); the target leaves room for it to go further when it can.
 pub const OPUS_BITRATE_PER_CHANNEL: i32 = 32_000;
 
-/// Encoder complexity (0–10). Measured with `examples/transcode_bench.rs` (docs/BENCHMARKS.md):
-/// the encoder dominates the transcoder's CPU time and its cost rises steeply above 5, while
-/// the audible gain for camera audio at 32 kb/s is small. The product budget is 1% of one core
-/// per camera, video included.
-pub const OPUS_COMPLEXITY: i32 = 5;
+/// Encoder complexity (0–10), chosen by measurement (`examples/transcode_bench.rs`, recorded in
+/// docs/BENCHMARKS.md). With in-band FEC on, libopus codes in SILK or hybrid mode; on a 2-core
+/// EPYC VM the whole transcoder (AAC decode included) costs, for 48 kHz mono, about 0.5% of one
+/// core at complexity 0–1, 0.9% at 2 (where it switches to full-band hybrid) and 1.2% at 5. The
+/// product budget is 1% of one core per camera, video included, so 1: wide-band (8 kHz audio
+/// bandwidth), which carries speech and room sound well.
+pub const OPUS_COMPLEXITY: i32 = 1;
 
 /// In-band forward error correction (LBRR, RFC 6716 §2.1.7): each packet carries a low-bitrate
 /// copy of the previous frame, so the browser recovers a single lost packet. Effective only
@@ -78,7 +82,8 @@ pub const OPUS_INBAND_FEC: bool = true;
 
 /// The packet loss the encoder plans for. libopus emits FEC only when this is above zero, and
 /// spends more of the bitrate on it the higher it is; 10% suits Wi-Fi viewers without starving
-/// the main signal.
+/// the main signal. (FEC exists only in SILK and hybrid modes, which cost about twice the CPU of
+/// CELT alone: the price of surviving a lost packet.)
 pub const OPUS_EXPECTED_LOSS_PERCENT: i32 = 10;
 
 /// The largest Opus packet of one frame: a one-byte TOC and at most 1275 bytes of frame
@@ -133,7 +138,7 @@ pub enum TranscodeError {
         /// The channel configuration of the AudioSpecificConfig.
         channels: u8,
     },
-    /// The decoder refused the AudioSpecificConfig (explicitly signalled SBR, a corrupt config).
+    /// The decoder refused the AudioSpecificConfig (a corrupt or unusual config).
     #[error("AAC decoder refused AudioSpecificConfig {config_hex}, audio not published: {source}")]
     Config {
         /// The AudioSpecificConfig, in hex as in the SDP.
@@ -317,7 +322,8 @@ impl AacToOpus {
 
     /// Decodes one raw AAC access unit whose RTP timestamp is `rtp_timestamp` (at the AAC
     /// sample rate) and appends the Opus packets that are now complete to `out`, returning how
-    /// many. Usually zero or one; two when a 1024-sample frame completes a second 960-sample one.
+    /// many: an AAC frame is 1024 samples, 21 ms at 48 kHz (one or two packets) and 128 ms at
+    /// 8 kHz (six or seven); more after a gap filled with silence.
     ///
     /// A frame that does not decode is an error ([`TranscodeError::CorruptFrame`]); nothing is
     /// lost beyond it, and the next frame is pushed as usual.
@@ -530,9 +536,9 @@ impl AacToOpus {
 }
 
 /// The extension object type (5, SBR, or 29, PS) if an AAC-LC AudioSpecificConfig signals SBR
-/// explicitly, in the backward-compatible way (ISO/IEC 14496-3 §1.6.2.1 and §1.6.5.2: sync
-/// extension 0x2b7 after the GASpecificConfig). symphonia ignores that signalling and would
-/// decode the core alone, at half the rate the RTP clock runs at.
+/// explicitly, in the backward-compatible way (ISO/IEC 14496-3 §1.6.2.1: sync extension 0x2b7
+/// after the GASpecificConfig). symphonia ignores that signalling and would decode the LC core
+/// alone, at half the output rate, which is usually the rate the RTP clock runs at.
 fn explicit_sbr(asc: &[u8]) -> Option<u8> {
     let bits = |at: usize, n: usize| -> Option<u32> {
         (at..at + n).try_fold(0u32, |v, bit| {
@@ -720,16 +726,13 @@ mod tests {
             .map(|at| (at, goertzel(&x[at..at + window], rate, beep)))
             .collect();
         let max = powers.iter().map(|p| p.1).fold(0.0, f64::max);
-        let mut onsets = Vec::new();
-        let mut inside = false;
+        let mut onsets: Vec<f64> = Vec::new();
         for (at, p) in powers {
-            if !inside && p > max / 4.0 {
-                // The window's end is where the burst starts to show; its middle is a
-                // symmetric estimate for a rising edge.
-                onsets.push((at + window / 2) as f64 / rate);
-                inside = true;
-            } else if inside && p < max / 16.0 {
-                inside = false;
+            // The window's middle is a symmetric estimate for a rising edge. Beeps are a second
+            // apart: what follows within half a second is the same beep, however it wobbles.
+            let t = (at + window / 2) as f64 / rate;
+            if p > max / 4.0 && onsets.last().is_none_or(|last| t - last > 0.5) {
+                onsets.push(t);
             }
         }
         onsets
@@ -909,7 +912,7 @@ mod tests {
                 Err(TranscodeError::UnsupportedChannels { .. })
             ));
         }
-        // LC with explicitly signalled SBR (sync extension 0x2b7, ISO/IEC 14496-3 §1.6.5.2).
+        // LC with explicitly signalled SBR (sync extension 0x2b7).
         let explicit_sbr = AudioConfig::parse(&[0x13, 0x10, 0x56, 0xe5, 0x98]).unwrap();
         assert_eq!(explicit_sbr.object_type, 2);
         assert!(matches!(
@@ -1054,66 +1057,5 @@ mod tests {
             out[before].timestamp,
             (i64::from(jump) * 48_000 / 44_100) as u32
         );
-    }
-}
-#[cfg(test)]
-mod scratch {
-    use super::*;
-    use camrelay_sim::camera::Fixture;
-    #[test]
-    fn fuzz_hard() {
-        let fixture = Fixture::load();
-        let good = &fixture.audio;
-        let mut t = AacToOpus::new(&fixture.audio_config).unwrap();
-        let mut out = Vec::new();
-        let mut rng = fastrand::Rng::with_seed(11);
-        let mut ts = 0u32;
-        let mut errors = 0;
-        let mut kinds = std::collections::BTreeMap::new();
-        for round in 0..400_000usize {
-            let mut frame = good[round % good.len()].to_vec();
-            match round % 4 {
-                0 => {
-                    for _ in 0..rng.usize(1..4) {
-                        let at = rng.usize(..frame.len());
-                        frame[at] ^= 1 << rng.u8(..8);
-                    }
-                }
-                1 => {
-                    let at = rng.usize(..frame.len());
-                    frame[at] = rng.u8(..);
-                    frame.truncate(rng.usize(at..=frame.len()));
-                }
-                2 => {
-                    frame = (0..rng.usize(1..600)).map(|_| rng.u8(..)).collect();
-                }
-                _ => {
-                    let at = rng.usize(..frame.len());
-                    frame.extend((0..rng.usize(0..300)).map(|_| rng.u8(..)));
-                    frame[at] = rng.u8(..);
-                }
-            }
-            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                t.push(&frame, ts, &mut out)
-            }));
-            match r {
-                Err(_) => {
-                    println!("PANIC round {round} frame {:02x?}", frame);
-                    break;
-                }
-                Ok(Err(e)) => {
-                    errors += 1;
-                    let k = e.to_string();
-                    let k = k.split(": ").last().unwrap().to_owned();
-                    *kinds.entry(k).or_insert(0) += 1;
-                }
-                Ok(Ok(_)) => {}
-            }
-            ts = ts.wrapping_add(1024);
-            out.clear();
-        }
-        println!("errors {errors} {kinds:#?} stats {:?}", t.stats());
-        let r = t.push(&[0xff; 40], ts, &mut out);
-        println!("0xff frame: {r:?}");
     }
 }

@@ -243,7 +243,9 @@ async fn run(
                 tracing::debug!(error = %e, %destination, "SFU send failed");
             }
         }
-        let deadline = tokio::time::Instant::from_std(next);
+        // A duration, not an instant: str0m runs on the wall clock, tokio's may be paused (in
+        // tests), and a wall-clock deadline on a paused clock would never stop being due.
+        let wait = next.saturating_duration_since(Instant::now());
         tokio::select! {
             () = cancel.cancelled() => return,
             command = rx.recv() => match command {
@@ -256,7 +258,7 @@ async fn run(
                 }
                 Err(e) => tracing::debug!(error = %e, "SFU receive failed"),
             },
-            () = tokio::time::sleep_until(deadline) => {}
+            () = tokio::time::sleep(wait) => {}
         }
     }
 }

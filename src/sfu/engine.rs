@@ -112,7 +112,7 @@ pub struct TrackState {
 }
 
 /// What the engine counts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct EngineStats {
     /// Sessions open now.
     pub sessions: usize,

@@ -436,8 +436,10 @@ impl<'a> Session<'a> {
                 tracing::info!("camera down; unpublishing");
                 return Ok(());
             }
-            let wake = tokio::time::Instant::from_std(timeout)
-                .min(Instant::now() + Duration::from_secs(1));
+            // A duration, not an instant: str0m runs on the wall clock, tokio's may be paused.
+            let wake = timeout
+                .saturating_duration_since(std::time::Instant::now())
+                .min(Duration::from_secs(1));
             tokio::select! {
                 () = cancel.cancelled() => return Ok(()),
                 received = socket.recv_from(&mut buf) => {
@@ -447,7 +449,7 @@ impl<'a> Session<'a> {
                             .context("peer connection input failed")?;
                     }
                 }
-                () = tokio::time::sleep_until(wake) => {
+                () = tokio::time::sleep(wake) => {
                     rtc.handle_input(Input::Timeout(std::time::Instant::now()))
                         .context("peer connection timer failed")?;
                 }

@@ -1,0 +1,252 @@
+//! Publish benchmark: what publishing costs the relay per camera (1080p30 ~4 Mbps H.264 +
+//! 48 kHz AAC, transcoded to Opus).
+//!
+//! N simulated cameras run in this process. For each N the relay runs twice as a child process
+//! pulling all of them (always on): once with `CAMRELAY_SFU=off` (ingest only: the baseline),
+//! once publishing every camera into an SFU — a second camrelay child serving the embedded SFU,
+//! spoken to through the Calls API exactly as Cloudflare would be. Over a fixed window it
+//! measures the relay process's CPU seconds and its RSS; publishing's share is the difference.
+//! The transcoding share comes from `examples/transcode_bench.rs` (one camera's AAC → Opus on
+//! one thread).
+//!
+//! ```text
+//! cargo run --release --example publish_bench                  # 1, 10, 50 cameras
+//! cargo run --release --example publish_bench -- 1 10 --seconds 30
+//! ```
+//!
+//! Needs ffmpeg (the fixture is generated into `target/bench-fixtures/` on first use). Results
+//! and the machine are recorded in docs/BENCHMARKS.md.
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use camrelay_sim::camera::{Fixture, SimCamera, SimCameraConfig};
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+
+#[path = "support/bench.rs"]
+mod bench;
+use bench::{FPS, build_relay, clock_ticks, fixture_files, free_port, load_average, sample};
+
+/// AAC frames in one fixture loop (8 s at 48 kHz).
+const AUDIO_FRAMES: usize = 375;
+/// Camera counts measured by default.
+const DEFAULT_LEVELS: [usize; 3] = [1, 10, 50];
+/// Default measurement window (three fixture loops).
+const DEFAULT_WINDOW: Duration = Duration::from_secs(24);
+/// From the relay's start to the window: sessions set up, GOP bursts over.
+const WARMUP: Duration = Duration::from_secs(8);
+/// How long every camera may take to be published.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(60);
+/// The SFU's app credentials (loopback only).
+const APP_ID: &str = "bench";
+const APP_SECRET: &str = "bench-secret-0123456789";
+
+struct Child2 {
+    child: Child,
+    pid: String,
+    http: u16,
+}
+
+fn clean(command: &mut Command) {
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("CAMRELAY_") {
+            command.env_remove(key);
+        }
+    }
+}
+
+async fn spawn(vars: &[(&str, String)], log: &str) -> Result<Child2> {
+    let http = free_port()?;
+    let log_path = bench::target_dir().join(log);
+    let log_file = std::fs::File::create(&log_path)?;
+    let mut command = Command::new(bench::target_dir().join("release/camrelay"));
+    clean(&mut command);
+    command
+        .arg("run")
+        .env("CAMRELAY_HTTP_ADDR", format!("127.0.0.1:{http}"))
+        .env("CAMRELAY_RTSP_ADDR", "127.0.0.1:0")
+        .env("CAMRELAY_RTSP_UDP", "false")
+        .env("CAMRELAY_WEBRTC_IP", "127.0.0.1")
+        .env("CAMRELAY_SFU_UDP_ADDR", "127.0.0.1:0")
+        .env("CAMRELAY_LOG", "warn");
+    for (k, v) in vars {
+        command.env(k, v);
+    }
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone()?)
+        .stderr(log_file)
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting target/release/camrelay")?;
+    let pid = child
+        .id()
+        .ok_or_else(|| anyhow!("exited at once"))?
+        .to_string();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(("127.0.0.1", http))
+        .await
+        .is_err()
+    {
+        if tokio::time::Instant::now() > deadline {
+            bail!("camrelay did not listen; see {}", log_path.display());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(Child2 { child, pid, http })
+}
+
+async fn published(http: u16) -> Result<usize> {
+    let list: Value = reqwest::get(format!("http://127.0.0.1:{http}/api/cameras"))
+        .await?
+        .json()
+        .await?;
+    Ok(list
+        .as_array()
+        .map_or(0, |l| l.iter().filter(|c| !c["sfu"].is_null()).count()))
+}
+
+/// Runs the relay over `cameras` with or without publishing; returns (CPU s, RSS KiB).
+async fn measure(
+    cameras: &str,
+    n: usize,
+    publish: bool,
+    window: Duration,
+    ticks: f64,
+) -> Result<(f64, u64)> {
+    let mut sfu = None;
+    let mut vars = vec![
+        ("CAMRELAY_CAMERAS", cameras.to_owned()),
+        ("CAMRELAY_ALWAYS_ON", "true".to_owned()),
+    ];
+    if publish {
+        let s = spawn(
+            &[
+                ("CAMRELAY_SFU", "embedded".to_owned()),
+                ("CAMRELAY_CALLS_APP_ID", APP_ID.to_owned()),
+                ("CAMRELAY_CALLS_APP_SECRET", APP_SECRET.to_owned()),
+            ],
+            "publish-bench-sfu.log",
+        )
+        .await?;
+        vars.extend([
+            ("CAMRELAY_SFU", "cloudflare".to_owned()),
+            ("CAMRELAY_CALLS_APP_ID", APP_ID.to_owned()),
+            ("CAMRELAY_CALLS_APP_SECRET", APP_SECRET.to_owned()),
+            (
+                "CAMRELAY_CALLS_API_URL",
+                format!("http://127.0.0.1:{}/sfu/v1", s.http),
+            ),
+        ]);
+        sfu = Some(s);
+    } else {
+        vars.push(("CAMRELAY_SFU", "off".to_owned()));
+    }
+    let mut relay = spawn(&vars, "publish-bench-relay.log").await?;
+    if publish {
+        let deadline = tokio::time::Instant::now() + PUBLISH_TIMEOUT;
+        while published(relay.http).await.unwrap_or(0) < n {
+            if tokio::time::Instant::now() > deadline {
+                bail!("not every camera was published; see target/publish-bench-relay.log");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    tokio::time::sleep(WARMUP).await;
+    let before = sample(&relay.pid)?;
+    tokio::time::sleep(window).await;
+    let after = sample(&relay.pid)?;
+    if publish && published(relay.http).await? < n {
+        bail!("cameras stopped being published during the window");
+    }
+    let _ = relay.child.kill().await;
+    if let Some(mut s) = sfu {
+        let _ = s.child.kill().await;
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let cpu = (after.cpu_ticks - before.cpu_ticks) as f64 / ticks;
+    Ok((cpu, after.rss_kib))
+}
+
+fn parse_args() -> Result<(Vec<usize>, Duration)> {
+    let mut levels = Vec::new();
+    let mut window = DEFAULT_WINDOW;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--seconds" {
+            let s: u64 = args.next().context("--seconds N")?.parse()?;
+            window = Duration::from_secs(s);
+        } else {
+            levels.push(arg.parse().with_context(|| format!("not a count: {arg}"))?);
+        }
+    }
+    if levels.is_empty() {
+        levels = DEFAULT_LEVELS.to_vec();
+    }
+    Ok((levels, window))
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let (levels, window) = parse_args()?;
+    build_relay()?;
+    let (video, audio) = fixture_files()?;
+    let fixture = Arc::new(Fixture::parse(&video, &audio, FPS, AUDIO_FRAMES));
+    let ticks = clock_ticks();
+    let max = levels.iter().copied().max().unwrap_or(1);
+    let paths: Vec<String> = (0..max).map(|i| format!("/cam{i}")).collect();
+    let camera = SimCamera::start(SimCameraConfig {
+        paths: paths.clone(),
+        fixture: Some(fixture),
+        ..SimCameraConfig::default()
+    })
+    .await?;
+    println!(
+        "window {} s after {} s warm-up; load average {}",
+        window.as_secs(),
+        WARMUP.as_secs(),
+        load_average()
+    );
+    let mut results = Vec::new();
+    for &n in &levels {
+        let cameras = paths[..n]
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("c{i}={}", camera.url(p)))
+            .collect::<Vec<_>>()
+            .join(";");
+        let (base_cpu, base_rss) = measure(&cameras, n, false, window, ticks).await?;
+        let (cpu, rss) = measure(&cameras, n, true, window, ticks).await?;
+        let secs = window.as_secs_f64();
+        #[allow(clippy::cast_precision_loss)]
+        let per = |v: f64| v / secs / n as f64 * 100.0;
+        #[allow(clippy::cast_precision_loss)]
+        let mem = |kib: u64| kib as f64 / 1024.0 / n as f64;
+        println!(
+            "{n:>3} cameras: relay {:.2}% of a core per camera ({:.2}% ingest only, {:.2}% publishing); \
+             RSS {:.1} MiB ({:.1} ingest only): {:.2} MiB per published camera above ingest",
+            per(cpu),
+            per(base_cpu),
+            per(cpu - base_cpu),
+            rss as f64 / 1024.0,
+            base_rss as f64 / 1024.0,
+            mem(rss.saturating_sub(base_rss)),
+        );
+        results.push(json!({
+            "cameras": n,
+            "cpu_pct_per_camera": per(cpu),
+            "ingest_cpu_pct_per_camera": per(base_cpu),
+            "publish_cpu_pct_per_camera": per(cpu - base_cpu),
+            "rss_kib": rss,
+            "ingest_rss_kib": base_rss,
+            "publish_mib_per_camera": mem(rss.saturating_sub(base_rss)),
+        }));
+    }
+    println!("SUMMARY {}", json!({ "levels": results }));
+    Ok(())
+}
