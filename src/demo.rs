@@ -130,7 +130,19 @@ impl Demo {
                 "CAMRELAY_EXTRA_CA_FILE".to_owned(),
                 ca_file.0.display().to_string(),
             ),
+            // The embedded SFU on the same address, on a free port; every camera publishes.
+            ("CAMRELAY_SFU".to_owned(), "embedded".to_owned()),
+            (
+                "CAMRELAY_SFU_UDP_ADDR".to_owned(),
+                SocketAddr::new(options.rtsp_addr.ip(), 0).to_string(),
+            ),
         ]);
+        if !options.rtsp_addr.ip().is_unspecified() {
+            vars.push((
+                "CAMRELAY_WEBRTC_IP".to_owned(),
+                options.rtsp_addr.ip().to_string(),
+            ));
+        }
         let config =
             Config::from_vars(vars).map_err(|e| anyhow::anyhow!("demo configuration: {e}"))?;
         let relay = Relay::start(config, shutdown).await?;
@@ -158,6 +170,10 @@ impl Demo {
                 format!("rtsp://{rtsp}/{{camera id}} (ids in /api/cameras)"),
             ),
             ("relay stats", format!("http://{http}/stats")),
+            (
+                "embedded SFU (Calls API base URL)",
+                format!("http://{http}{}", crate::sfu::api::BASE_PATH),
+            ),
             (
                 "fake Google API stats",
                 format!("http://{}/sim/stats", self.sdm.addr()),

@@ -164,6 +164,8 @@ fn env_example_sets_exactly_the_variables_with_defaults() {
         "CAMRELAY_CALLS_APP_SECRET",
         "CAMRELAY_WHIP_URL",
         "CAMRELAY_WHIP_TOKEN",
+        // Its default is found at start (the interface with the default route).
+        "CAMRELAY_WEBRTC_IP",
     ]
     .into();
     let expected: BTreeSet<String> = known_variables()
@@ -252,6 +254,9 @@ fn every_known_variable_is_read() {
         ("CAMRELAY_CALLS_APP_ID", "app"),
         ("CAMRELAY_CALLS_APP_SECRET", "secret"),
         ("CAMRELAY_CALLS_API_URL", "http://127.0.0.1:9/calls"),
+        ("CAMRELAY_WEBRTC_IP", "192.0.2.7"),
+        ("CAMRELAY_WEBRTC_CONNECT_TIMEOUT", "3s"),
+        ("CAMRELAY_SFU_UDP_ADDR", "127.0.0.1:9189"),
     ]);
     let whip = parse(&[
         ("CAMRELAY_RTSP_UDP", "false"),

@@ -78,6 +78,12 @@ impl EmbeddedSfu {
             .with_context(|| format!("cannot bind CAMRELAY_SFU_UDP_ADDR {bind}"))?;
         let udp = socket.local_addr()?;
         let candidate = SocketAddr::new(candidate_ip, udp.port());
+        // Refuse at start what every session would fail on (a wildcard or multicast address).
+        str0m::Candidate::host(candidate, str0m::net::Protocol::Udp).map_err(|e| {
+            anyhow::anyhow!(
+                "{candidate_ip} cannot be advertised to WebRTC peers (CAMRELAY_WEBRTC_IP): {e}"
+            )
+        })?;
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         let engine = Engine::new(candidate);
         let task = tokio::spawn(run(engine, socket, rx, cancel));

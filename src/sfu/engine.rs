@@ -670,3 +670,124 @@ impl Engine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offer() -> (Rtc, String, Vec<(String, String)>) {
+        let mut rtc = Rtc::builder()
+            .set_crypto_provider(crate::sfu::crypto())
+            .build(Instant::now());
+        let candidate = Candidate::host("127.0.0.1:40000".parse().unwrap(), Protocol::Udp).unwrap();
+        rtc.add_local_candidate(candidate);
+        let mut api = rtc.sdp_api();
+        let video = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+        let audio = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+        let (offer, _pending) = api.apply().unwrap();
+        let tracks = vec![
+            (video.to_string(), "cam-video".to_owned()),
+            (audio.to_string(), "cam-audio".to_owned()),
+        ];
+        (rtc, offer.to_sdp_string(), tracks)
+    }
+
+    fn engine() -> Engine {
+        Engine::new("127.0.0.1:50000".parse().unwrap())
+    }
+
+    #[test]
+    fn a_push_is_answered_and_its_tracks_can_be_pulled() {
+        let mut e = engine();
+        let now = Instant::now();
+        let publisher = e.new_session(now).unwrap();
+        let (_rtc, sdp, tracks) = offer();
+        let pushed = e.push(&publisher, &sdp, &tracks).unwrap();
+        assert!(
+            pushed.tracks.iter().all(|t| t.error.is_none()),
+            "{pushed:?}"
+        );
+        assert!(matches!(pushed.description, Some((SdpKind::Answer, _))));
+        assert!(!pushed.requires_immediate_renegotiation);
+
+        let viewer = e.new_session(now).unwrap();
+        let pulled = e
+            .pull(
+                &viewer,
+                &[
+                    (publisher.clone(), "cam-video".to_owned()),
+                    (publisher.clone(), "nope".to_owned()),
+                ],
+            )
+            .unwrap();
+        assert!(pulled.requires_immediate_renegotiation);
+        assert!(matches!(pulled.description, Some((SdpKind::Offer, _))));
+        assert_eq!(pulled.tracks[0].error, None);
+        assert_eq!(
+            pulled.tracks[1].error.as_ref().map(|e| e.0),
+            Some(codes::NOT_FOUND_TRACK)
+        );
+        // A second pull before the answer conflicts.
+        assert!(matches!(
+            e.pull(&viewer, &[(publisher.clone(), "cam-audio".to_owned())]),
+            Err(EngineError::Conflict(_))
+        ));
+        let state = e.state(&viewer).unwrap();
+        assert_eq!(state.len(), 1);
+        assert_eq!(state[0].status, "initializing");
+        assert_eq!(e.stats().published_tracks, 2);
+    }
+
+    #[test]
+    fn bad_input_gets_clear_errors_and_never_panics() {
+        let mut e = engine();
+        let now = Instant::now();
+        let s = e.new_session(now).unwrap();
+        assert!(matches!(
+            e.push(&s, "v=0\r\nnot sdp", &[]),
+            Err(EngineError::InvalidDescription(_))
+        ));
+        assert!(matches!(
+            e.answer(now, &s, "v=0\r\n"),
+            Err(EngineError::InvalidDescription(_) | EngineError::Conflict(_))
+        ));
+        let (_rtc, sdp, _) = offer();
+        let pushed = e
+            .push(&s, &sdp, &[("99".to_owned(), "ghost".to_owned())])
+            .unwrap();
+        assert_eq!(
+            pushed.tracks[0].error.as_ref().map(|e| e.0),
+            Some(codes::INVALID_TRACK)
+        );
+        let closed = e.close(&s, &["42".to_owned()]).unwrap();
+        assert_eq!(
+            closed.tracks[0].error.as_ref().map(|e| e.0),
+            Some(codes::CLOSE_TRACK)
+        );
+        assert!(matches!(
+            e.state("never"),
+            Err(EngineError::UnknownSession(_))
+        ));
+        assert!(e.drop_session(&s));
+        assert!(matches!(e.state(&s), Err(EngineError::SessionGone(_))));
+        // Garbage datagrams from anyone are ignored.
+        e.receive(now, "127.0.0.1:1".parse().unwrap(), &[0xff; 40]);
+        e.receive(now, "127.0.0.1:1".parse().unwrap(), &[]);
+        let mut out = Vec::new();
+        e.poll(now, &mut out);
+        assert!(e.is_empty());
+    }
+
+    #[test]
+    fn sessions_that_never_connect_expire() {
+        let mut e = engine();
+        let now = Instant::now();
+        e.new_session(now).unwrap();
+        let mut out = Vec::new();
+        e.poll(now + SETUP_TIMEOUT / 2, &mut out);
+        assert!(!e.is_empty());
+        e.poll(now + SETUP_TIMEOUT + Duration::from_secs(1), &mut out);
+        assert!(e.is_empty());
+        assert_eq!(e.stats().sessions_dropped, 1);
+    }
+}
