@@ -111,14 +111,24 @@ async fn published(http: u16) -> Result<usize> {
         .map_or(0, |l| l.iter().filter(|c| !c["sfu"].is_null()).count()))
 }
 
-/// Runs the relay over `cameras` with or without publishing; returns (CPU s, RSS KiB).
+/// What one run of the relay used over the window.
+struct Usage {
+    /// CPU seconds, user + kernel.
+    cpu: f64,
+    /// Of them, in the kernel (on loopback this includes delivering to the SFU process).
+    sys: f64,
+    /// RSS at the end, KiB.
+    rss_kib: u64,
+}
+
+/// Runs the relay over `cameras` with or without publishing.
 async fn measure(
     cameras: &str,
     n: usize,
     publish: bool,
     window: Duration,
     ticks: f64,
-) -> Result<(f64, u64)> {
+) -> Result<Usage> {
     let mut sfu = None;
     let mut vars = vec![
         ("CAMRELAY_CAMERAS", cameras.to_owned()),
@@ -169,8 +179,11 @@ async fn measure(
         let _ = s.child.kill().await;
     }
     #[allow(clippy::cast_precision_loss)]
-    let cpu = (after.cpu_ticks - before.cpu_ticks) as f64 / ticks;
-    Ok((cpu, after.rss_kib))
+    Ok(Usage {
+        cpu: (after.cpu_ticks - before.cpu_ticks) as f64 / ticks,
+        sys: (after.sys_ticks - before.sys_ticks) as f64 / ticks,
+        rss_kib: after.rss_kib,
+    })
 }
 
 fn parse_args() -> Result<(Vec<usize>, Duration)> {
@@ -220,19 +233,23 @@ async fn main() -> Result<()> {
             .map(|(i, p)| format!("c{i}={}", camera.url(p)))
             .collect::<Vec<_>>()
             .join(";");
-        let (base_cpu, base_rss) = measure(&cameras, n, false, window, ticks).await?;
-        let (cpu, rss) = measure(&cameras, n, true, window, ticks).await?;
+        let base = measure(&cameras, n, false, window, ticks).await?;
+        let with = measure(&cameras, n, true, window, ticks).await?;
+        let (base_cpu, base_rss, cpu, rss) = (base.cpu, base.rss_kib, with.cpu, with.rss_kib);
+        let publish_sys = with.sys - base.sys;
         let secs = window.as_secs_f64();
         #[allow(clippy::cast_precision_loss)]
         let per = |v: f64| v / secs / n as f64 * 100.0;
         #[allow(clippy::cast_precision_loss)]
         let mem = |kib: u64| kib as f64 / 1024.0 / n as f64;
         println!(
-            "{n:>3} cameras: relay {:.2}% of a core per camera ({:.2}% ingest only, {:.2}% publishing); \
-             RSS {:.1} MiB ({:.1} ingest only): {:.2} MiB per published camera above ingest",
+            "{n:>3} cameras: relay {:.2}% of a core per camera ({:.2}% ingest only, {:.2}% publishing, \
+             of which {:.2}% in the kernel); RSS {:.1} MiB ({:.1} ingest only): {:.2} MiB per \
+             published camera above ingest",
             per(cpu),
             per(base_cpu),
             per(cpu - base_cpu),
+            per(publish_sys),
             rss as f64 / 1024.0,
             base_rss as f64 / 1024.0,
             mem(rss.saturating_sub(base_rss)),
@@ -242,6 +259,7 @@ async fn main() -> Result<()> {
             "cpu_pct_per_camera": per(cpu),
             "ingest_cpu_pct_per_camera": per(base_cpu),
             "publish_cpu_pct_per_camera": per(cpu - base_cpu),
+            "publish_kernel_cpu_pct_per_camera": per(publish_sys),
             "rss_kib": rss,
             "ingest_rss_kib": base_rss,
             "publish_mib_per_camera": mem(rss.saturating_sub(base_rss)),

@@ -103,12 +103,15 @@ impl Packager {
     /// Packetizes a video access unit (Annex B) at `elapsed` 90 kHz ticks of the session.
     pub fn video(&mut self, access_unit: &Bytes, elapsed: i64, now: Instant) -> Output {
         let mut output = Output::default();
-        let sps = h264::nal_units_shared(access_unit)
-            .into_iter()
-            .find(|n| h264::nal_type(n) == Some(NAL_SPS));
-        let pps = h264::nal_units_shared(access_unit)
-            .into_iter()
-            .find(|n| h264::nal_type(n) == Some(NAL_PPS));
+        // One pass over the access unit, allocating nothing (this runs for every frame).
+        let (mut sps, mut pps) = (None, None);
+        for nal in h264::nal_units(access_unit) {
+            match h264::nal_type(nal) {
+                Some(NAL_SPS) if sps.is_none() => sps = Some(access_unit.slice_ref(nal)),
+                Some(NAL_PPS) if pps.is_none() => pps = Some(access_unit.slice_ref(nal)),
+                _ => {}
+            }
+        }
         if let (Some(sps), Some(pps)) = (sps, pps)
             && self.parameter_sets.as_ref() != Some(&(sps.clone(), pps.clone()))
         {
