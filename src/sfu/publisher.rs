@@ -44,6 +44,10 @@ pub const UNPUBLISH_AFTER: Duration = Duration::from_secs(30);
 /// A connected session whose ICE stays disconnected this long has failed.
 pub const ICE_DISCONNECT_GRACE: Duration = Duration::from_secs(5);
 
+/// How often a publisher asks the SFU whether its session still exists. ICE notices a dropped
+/// session too, but only after its consent checks fail (15–25 s); asking makes it seconds.
+pub const SESSION_CHECK_INTERVAL: Duration = Duration::from_secs(3);
+
 /// Payload type of the published H.264 (Cloudflare's own publisher uses dynamic types too).
 pub const H264_PT: u8 = 102;
 
@@ -358,6 +362,12 @@ impl<'a> Session<'a> {
         let answer = SdpAnswer::from_sdp_string(&publication.answer)
             .context("the SFU's answer is not valid SDP")?;
         let session_id = publication.session_id.clone();
+        let gone = CancellationToken::new();
+        let _watcher = AbortOnDrop(tokio::spawn(watch_session(
+            Arc::clone(&self.settings.signaling),
+            publication.clone(),
+            gone.clone(),
+        )));
         self.publication = Some(publication);
         rtc.sdp_api()
             .accept_answer(pending, answer)
@@ -442,6 +452,7 @@ impl<'a> Session<'a> {
                 .min(Duration::from_secs(1));
             tokio::select! {
                 () = cancel.cancelled() => return Ok(()),
+                () = gone.cancelled() => bail!("the SFU closed the session"),
                 received = socket.recv_from(&mut buf) => {
                     let (n, source) = received.context("UDP receive failed")?;
                     if let Ok(receive) = Receive::new(Protocol::Udp, source, candidate_addr, &buf[..n]) {
@@ -529,6 +540,30 @@ impl<'a> Session<'a> {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Aborts a task when dropped (the session watcher ends with its session).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Cancels `gone` once the SFU says the publication's session no longer exists.
+async fn watch_session(
+    signaling: Arc<Signaling>,
+    publication: Publication,
+    gone: CancellationToken,
+) {
+    loop {
+        tokio::time::sleep(SESSION_CHECK_INTERVAL).await;
+        if !signaling.still_there(&publication).await {
+            gone.cancel();
+            return;
         }
     }
 }

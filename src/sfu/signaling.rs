@@ -5,7 +5,8 @@ use std::fmt;
 
 use anyhow::{Context, bail};
 use camrelay_api_clients::calls::{
-    CallsClient, CloseTracksRequest, NewSessionQuery, SdpType, TrackObject, TracksRequest,
+    CallsClient, CallsErrorKind, CloseTracksRequest, NewSessionQuery, SdpType, TrackObject,
+    TracksRequest,
 };
 use camrelay_api_clients::whip::{self, WhipClient};
 use secrecy::SecretString;
@@ -104,6 +105,22 @@ impl Signaling {
                     resource: Some(session.resource_url),
                 })
             }
+        }
+    }
+
+    /// Whether the SFU still has the publication's session: `false` only when it says the
+    /// session is gone or unknown (a failed check is no evidence either way). WHIP has no way
+    /// to ask; its sessions always count as there.
+    pub async fn still_there(&self, publication: &Publication) -> bool {
+        let (Self::Calls(client), Some(id)) = (self, &publication.session_id) else {
+            return true;
+        };
+        match client.session(id.clone()).state().await {
+            Ok(_) => true,
+            Err(e) => !matches!(
+                e.kind,
+                CallsErrorKind::SessionGone(_) | CallsErrorKind::NotFound(_)
+            ),
         }
     }
 
