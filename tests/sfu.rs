@@ -128,10 +128,14 @@ async fn aiortc_decodes_a_nest_camera_through_the_embedded_sfu() {
         after.video_frames_out > 40 && after.audio_packets_out > 40,
         "{after:?}"
     );
+    // One upstream session for RTSP ingest, publishing and the viewer together.
     assert_eq!(
-        nest.api.stats().generates,
-        1,
-        "one upstream stream for it all"
+        camera
+            .media
+            .stats
+            .sessions
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
     );
 
     // The SFU's app secret never reaches logs, stats or the camera list.

@@ -95,6 +95,11 @@ fn engine_error(e: &EngineError) -> Response {
         EngineError::Conflict(_) => {
             error(StatusCode::NOT_ACCEPTABLE, "invalid_request", e.to_string())
         }
+        EngineError::Stopped => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable_error",
+            e.to_string(),
+        ),
         EngineError::BadRequest(_) => {
             error(StatusCode::BAD_REQUEST, "invalid_params", e.to_string())
         }

@@ -62,9 +62,6 @@ pub struct EmbeddedSfu {
     candidate: SocketAddr,
 }
 
-/// The SFU task stopped (shutdown).
-const STOPPED: &str = "the embedded SFU has stopped";
-
 impl EmbeddedSfu {
     /// Binds the UDP socket at `bind` and starts the SFU; host candidates advertise
     /// `candidate_ip` with the bound port. Runs until `cancel`.
@@ -106,9 +103,8 @@ impl EmbeddedSfu {
         self.tx
             .send(make(reply))
             .await
-            .map_err(|_| EngineError::Conflict(STOPPED.to_owned()))?;
-        rx.await
-            .map_err(|_| EngineError::Conflict(STOPPED.to_owned()))?
+            .map_err(|_| EngineError::Stopped)?;
+        rx.await.map_err(|_| EngineError::Stopped)?
     }
 
     /// `sessions/new`.

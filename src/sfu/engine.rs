@@ -61,6 +61,9 @@ pub enum EngineError {
     /// A malformed request (e.g. mixing local and remote tracks).
     #[error("{0}")]
     BadRequest(String),
+    /// The SFU is shutting down.
+    #[error("the embedded SFU has stopped")]
+    Stopped,
 }
 
 /// One track of a `tracks/new` or `tracks/close` result.
@@ -272,8 +275,12 @@ impl Engine {
             .map_err(|e| EngineError::InvalidDescription(e.to_string()))?;
         let mut results = Vec::with_capacity(tracks.len());
         for (mid, name) in tracks {
+            // str0m's mids are up to 16 ASCII alphanumerics; anything else would be mangled
+            // into some other mid.
             let m = Mid::from(mid.as_str());
-            let kind = peer.rtc.media(m).map(str0m::media::Media::kind);
+            let kind = (&*m == mid.as_str())
+                .then(|| peer.rtc.media(m).map(str0m::media::Media::kind))
+                .flatten();
             let error = match kind {
                 None => Some((
                     codes::INVALID_TRACK,
@@ -422,7 +429,9 @@ impl Engine {
         for mid in mids {
             let m = Mid::from(mid.as_str());
             let mut found = None;
-            if let Some(t) = peer.pulled.iter_mut().find(|t| t.mid == m && !t.closed) {
+            if &*m != mid.as_str() {
+                // Not a mid str0m could have made: nothing to close.
+            } else if let Some(t) = peer.pulled.iter_mut().find(|t| t.mid == m && !t.closed) {
                 t.closed = true;
                 found = Some(t.track_name.clone());
             } else if let Some(i) = peer.local.iter().position(|(lm, _, _)| *lm == m) {
@@ -753,12 +762,23 @@ mod tests {
         ));
         let (_rtc, sdp, _) = offer();
         let pushed = e
-            .push(&s, &sdp, &[("99".to_owned(), "ghost".to_owned())])
+            .push(
+                &s,
+                &sdp,
+                &[
+                    ("99".to_owned(), "ghost".to_owned()),
+                    ("0 ".to_owned(), "spaced".to_owned()),
+                    ("a-mid-longer-than-sixteen".to_owned(), "long".to_owned()),
+                ],
+            )
             .unwrap();
-        assert_eq!(
-            pushed.tracks[0].error.as_ref().map(|e| e.0),
-            Some(codes::INVALID_TRACK)
-        );
+        for track in &pushed.tracks {
+            assert_eq!(
+                track.error.as_ref().map(|e| e.0),
+                Some(codes::INVALID_TRACK),
+                "{track:?}"
+            );
+        }
         let closed = e.close(&s, &["42".to_owned()]).unwrap();
         assert_eq!(
             closed.tracks[0].error.as_ref().map(|e| e.0),
