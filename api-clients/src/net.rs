@@ -1,9 +1,22 @@
-//! HTTP plumbing shared by the Calls and WHIP clients: a capped body read, and a reqwest error
-//! described without its URL (a WHIP URL can carry a stream key in its path).
+//! HTTP plumbing shared by the clients: the HTTP client they build, a capped body read, and a
+//! reqwest error described without its URL (a WHIP URL can carry a stream key in its path, a
+//! Nest URL a project id).
+
+use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::sanitize::{MAX_REMOTE_TEXT, remote_text};
+
+/// An HTTP client whose requests (connecting included) time out after `timeout`, sending
+/// camrelay's user agent.
+pub(crate) fn http_client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .user_agent(concat!("camrelay/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
 
 /// Why a body could not be read.
 #[derive(Debug)]

@@ -166,19 +166,14 @@ pub struct WhipClient {
 impl WhipClient {
     /// A client with its own HTTP client. Fails only if TLS cannot be set up.
     pub fn new(request_timeout: Duration) -> Result<Self, WhipError> {
-        let http = reqwest::Client::builder()
-            .timeout(request_timeout)
-            .connect_timeout(request_timeout)
-            .user_agent(concat!("camrelay/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| {
-                WhipError::new(
-                    WhipOperation::Publish,
-                    WhipErrorKind::InvalidArgument {
-                        message: format!("cannot build the HTTP client: {}", describe_reqwest(&e)),
-                    },
-                )
-            })?;
+        let http = crate::net::http_client(request_timeout).map_err(|e| {
+            WhipError::new(
+                WhipOperation::Publish,
+                WhipErrorKind::InvalidArgument {
+                    message: format!("cannot build the HTTP client: {}", describe_reqwest(&e)),
+                },
+            )
+        })?;
         Ok(Self::with_http_client(http, request_timeout))
     }
 

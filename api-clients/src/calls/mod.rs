@@ -96,18 +96,13 @@ impl CallsClient {
     /// A client with its own HTTP client. Fails on a base URL that cannot take a path, an empty
     /// app id, or if TLS cannot be set up.
     pub fn new(config: &CallsClientConfig) -> Result<Self, CallsError> {
-        let http = reqwest::Client::builder()
-            .timeout(config.request_timeout)
-            .connect_timeout(config.request_timeout)
-            .user_agent(concat!("camrelay/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| {
-                invalid(
-                    Operation::NewSession,
-                    None,
-                    format!("cannot build the HTTP client: {}", describe_reqwest(&e)),
-                )
-            })?;
+        let http = crate::net::http_client(config.request_timeout).map_err(|e| {
+            invalid(
+                Operation::NewSession,
+                None,
+                format!("cannot build the HTTP client: {}", describe_reqwest(&e)),
+            )
+        })?;
         Self::with_http_client(config, http)
     }
 

@@ -257,11 +257,11 @@ async fn send(
         return Err(TransportError::Status(status.as_u16()));
     }
     let headers = response.headers().clone();
-    let body = super::read_capped(response, MAX_TOKEN_RESPONSE)
+    let body = crate::net::read_capped(response, MAX_TOKEN_RESPONSE)
         .await
         .map_err(|e| match e {
-            super::ReadError::TooLarge => TransportError::TooLarge,
-            super::ReadError::Network(e) => network(e),
+            crate::net::ReadError::TooLarge => TransportError::TooLarge,
+            crate::net::ReadError::Network(e) => network(e),
         })?;
     let mut out = http::Response::new(body);
     *out.status_mut() = status;
@@ -275,7 +275,7 @@ fn network(e: reqwest::Error) -> TransportError {
     } else {
         TransportError::Network {
             connect: e.is_connect(),
-            message: super::describe_reqwest(&e),
+            message: crate::net::describe_reqwest(&e),
         }
     }
 }

@@ -33,6 +33,7 @@ pub use model::{
     StreamProtocol, StreamUrl, WebRtcExtension, WebRtcStream,
 };
 
+use crate::net::{ReadError, describe_reqwest, read_capped};
 use crate::sanitize::remote_text;
 use model::wire;
 
@@ -80,20 +81,15 @@ struct Inner {
 impl NestClient {
     /// A client for `config`. Fails only if the HTTP client cannot be built (TLS setup).
     pub fn new(config: &NestClientConfig) -> Result<Self, NestError> {
-        let http = reqwest::Client::builder()
-            .timeout(config.request_timeout)
-            .connect_timeout(config.request_timeout)
-            .user_agent(concat!("camrelay/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| {
-                NestError::new(
-                    Operation::RefreshToken,
-                    None,
-                    NestErrorKind::InvalidArgument {
-                        message: format!("cannot build the HTTP client: {}", describe_reqwest(&e)),
-                    },
-                )
-            })?;
+        let http = crate::net::http_client(config.request_timeout).map_err(|e| {
+            NestError::new(
+                Operation::RefreshToken,
+                None,
+                NestErrorKind::InvalidArgument {
+                    message: format!("cannot build the HTTP client: {}", describe_reqwest(&e)),
+                },
+            )
+        })?;
         let tokens = auth::TokenSource::new(
             http.clone(),
             &config.token_url,
@@ -503,50 +499,6 @@ fn transport(op: Operation, device: Option<&str>, e: &reqwest::Error) -> NestErr
         }
     };
     NestError::new(op, device, kind)
-}
-
-/// A reqwest error and its causes, without the URL.
-fn describe_reqwest(e: &reqwest::Error) -> String {
-    use std::error::Error as _;
-    let mut text = if e.is_connect() {
-        "connection failed".to_owned()
-    } else if e.is_request() {
-        "request failed".to_owned()
-    } else if e.is_body() || e.is_decode() {
-        "reading the response failed".to_owned()
-    } else {
-        "HTTP error".to_owned()
-    };
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&remote_text(&s.to_string()));
-        source = s.source();
-    }
-    text
-}
-
-enum ReadError {
-    TooLarge,
-    Network(reqwest::Error),
-}
-
-/// Reads a body, refusing more than `limit` bytes.
-async fn read_capped(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, ReadError> {
-    if response
-        .content_length()
-        .is_some_and(|len| len > limit as u64)
-    {
-        return Err(ReadError::TooLarge);
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(ReadError::Network)? {
-        if body.len() + chunk.len() > limit {
-            return Err(ReadError::TooLarge);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }
 
 #[cfg(test)]
