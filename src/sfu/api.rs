@@ -83,28 +83,36 @@ fn error(status: StatusCode, code: &str, description: impl Into<String>) -> ApiE
     }
 }
 
-fn engine_error(e: &EngineError) -> Response {
-    let error = match e {
-        EngineError::SessionGone(_) => error(StatusCode::GONE, "session_error", e.to_string()),
-        EngineError::UnknownSession(_) => error(StatusCode::NOT_FOUND, "not_found", e.to_string()),
-        EngineError::InvalidDescription(_) => error(
-            StatusCode::BAD_REQUEST,
-            "invalid_session_description",
-            e.to_string(),
-        ),
-        EngineError::Conflict(_) => {
-            error(StatusCode::NOT_ACCEPTABLE, "invalid_request", e.to_string())
-        }
-        EngineError::Stopped => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "temporarily_unavailable_error",
-            e.to_string(),
-        ),
-        EngineError::BadRequest(_) => {
-            error(StatusCode::BAD_REQUEST, "invalid_params", e.to_string())
-        }
-    };
-    error.into_response()
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        let (status, code) = match e {
+            EngineError::SessionGone(_) => (StatusCode::GONE, "session_error"),
+            EngineError::UnknownSession(_) => (StatusCode::NOT_FOUND, "not_found"),
+            EngineError::InvalidDescription(_) => {
+                (StatusCode::BAD_REQUEST, "invalid_session_description")
+            }
+            EngineError::Conflict(_) => (StatusCode::NOT_ACCEPTABLE, "invalid_request"),
+            EngineError::Stopped => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable_error",
+            ),
+            EngineError::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_params"),
+        };
+        error(status, code, e.to_string())
+    }
+}
+
+/// A 400 `invalid_params` answer.
+fn bad(message: &str) -> ApiError {
+    error(StatusCode::BAD_REQUEST, "invalid_params", message)
+}
+
+/// A per-track error as the Calls API's `errorCode` and `errorDescription` fields.
+fn error_fields(error: Option<(&str, String)>) -> (Option<String>, Option<String>) {
+    match error {
+        Some((code, description)) => (Some(code.to_owned()), Some(description)),
+        None => (None, None),
+    }
 }
 
 /// Checks the app id and the bearer secret (compared in constant time).
@@ -177,80 +185,67 @@ async fn new_session(
     Path(app_id): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-) -> Response {
-    if let Err(r) = authorize(&api, &app_id, &headers) {
-        return r.into_response();
-    }
+) -> Result<Response, ApiError> {
+    authorize(&api, &app_id, &headers)?;
     // `thirdparty` and `correlationId` change nothing here, but must be well-formed.
     if query.as_deref().is_some_and(|q| session_query(q).is_none()) {
-        return error(
+        return Err(error(
             StatusCode::BAD_REQUEST,
             "decoding_error",
             "bad query string",
-        )
-        .into_response();
+        ));
     }
-    match api.sfu.new_session().await {
-        Ok(session_id) => (
-            StatusCode::CREATED,
-            Json(NewSessionResponse {
-                session_id,
-                session_description: None,
-            }),
-        )
-            .into_response(),
-        Err(e) => engine_error(&e),
-    }
+    let session_id = api.sfu.new_session().await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(NewSessionResponse {
+            session_id,
+            session_description: None,
+        }),
+    )
+        .into_response())
 }
 
 async fn state(
     State(api): State<SfuApi>,
     Path((app_id, session_id)): Path<(String, String)>,
     headers: HeaderMap,
-) -> Response {
-    if let Err(r) = authorize(&api, &app_id, &headers) {
-        return r.into_response();
-    }
-    match api.sfu.state(session_id).await {
-        Ok(tracks) => Json(SessionState {
-            tracks: tracks
-                .into_iter()
-                .map(|t| SessionTrackState {
-                    track: TrackObject {
-                        location: Some(if t.local {
-                            TrackLocation::Local
-                        } else {
-                            TrackLocation::Remote
-                        }),
-                        mid: Some(t.mid),
-                        session_id: t.session_id,
-                        track_name: Some(t.track_name),
-                        ..TrackObject::default()
-                    },
-                    status: Some(match t.status {
-                        "active" => TrackStatus::Active,
-                        "inactive" => TrackStatus::Inactive,
-                        _ => TrackStatus::Initializing,
+) -> Result<Json<SessionState>, ApiError> {
+    authorize(&api, &app_id, &headers)?;
+    let tracks = api.sfu.state(session_id).await?;
+    Ok(Json(SessionState {
+        tracks: tracks
+            .into_iter()
+            .map(|t| SessionTrackState {
+                track: TrackObject {
+                    location: Some(if t.local {
+                        TrackLocation::Local
+                    } else {
+                        TrackLocation::Remote
                     }),
-                })
-                .collect(),
-        })
-        .into_response(),
-        Err(e) => engine_error(&e),
-    }
+                    mid: Some(t.mid),
+                    session_id: t.session_id,
+                    track_name: Some(t.track_name),
+                    ..TrackObject::default()
+                },
+                status: Some(match t.status {
+                    "active" => TrackStatus::Active,
+                    "inactive" => TrackStatus::Inactive,
+                    _ => TrackStatus::Initializing,
+                }),
+            })
+            .collect(),
+    }))
 }
 
-fn tracks_response(outcome: TracksOutcome) -> Response {
+fn tracks_response(outcome: TracksOutcome) -> Json<TracksResponse> {
     Json(TracksResponse {
         requires_immediate_renegotiation: outcome.requires_immediate_renegotiation,
         tracks: outcome
             .tracks
             .into_iter()
             .map(|t| {
-                let (error_code, error_description) = match t.error {
-                    Some((code, description)) => (Some(code.to_owned()), Some(description)),
-                    None => (None, None),
-                };
+                let (error_code, error_description) = error_fields(t.error);
                 TrackResult {
                     track: TrackObject {
                         mid: Some(t.mid),
@@ -270,7 +265,6 @@ fn tracks_response(outcome: TracksOutcome) -> Response {
         error_code: None,
         error_description: None,
     })
-    .into_response()
 }
 
 async fn new_tracks(
@@ -278,62 +272,55 @@ async fn new_tracks(
     Path((app_id, session_id)): Path<(String, String)>,
     headers: HeaderMap,
     bytes: axum::body::Bytes,
-) -> Response {
-    if let Err(r) = authorize(&api, &app_id, &headers) {
-        return r.into_response();
-    }
-    let request: TracksRequest = match body(&bytes) {
-        Ok(r) => r,
-        Err(r) => return r.into_response(),
-    };
-    let bad = |m: &str| error(StatusCode::BAD_REQUEST, "invalid_params", m).into_response();
+) -> Result<Json<TracksResponse>, ApiError> {
+    authorize(&api, &app_id, &headers)?;
+    let request: TracksRequest = body(&bytes)?;
     if request.tracks.is_empty() {
-        return bad("tracks must not be empty (autoDiscover is not supported)");
+        return Err(bad(
+            "tracks must not be empty (autoDiscover is not supported)",
+        ));
     }
     if request.tracks.len() > MAX_TRACKS_PER_CALL {
-        return bad("at most 64 tracks per call");
+        return Err(bad("at most 64 tracks per call"));
     }
     let all = |l| request.tracks.iter().all(|t| t.location == Some(l));
     let mut pairs = Vec::with_capacity(request.tracks.len());
-    if all(TrackLocation::Local) {
+    let outcome = if all(TrackLocation::Local) {
         let Some(SessionDescription {
             sdp_type: SdpType::Offer,
             sdp,
         }) = request.session_description
         else {
-            return bad(
+            return Err(bad(
                 "pushing local tracks needs the peer's offer (SFU-generated offers are not supported)",
-            );
+            ));
         };
         for t in &request.tracks {
             let (Some(mid), Some(name)) = (&t.mid, &t.track_name) else {
-                return bad("each local track needs mid and trackName");
+                return Err(bad("each local track needs mid and trackName"));
             };
             pairs.push((mid.clone(), name.clone()));
         }
-        match api.sfu.push(session_id, sdp, pairs).await {
-            Ok(outcome) => tracks_response(outcome),
-            Err(e) => engine_error(&e),
-        }
+        api.sfu.push(session_id, sdp, pairs).await?
     } else if all(TrackLocation::Remote) {
         if request.session_description.is_some() {
-            return bad(
+            return Err(bad(
                 "pulling with the peer's offer is not supported; send no sessionDescription",
-            );
+            ));
         }
         for t in &request.tracks {
             let (Some(from), Some(name)) = (&t.session_id, &t.track_name) else {
-                return bad("each remote track needs sessionId and trackName");
+                return Err(bad("each remote track needs sessionId and trackName"));
             };
             pairs.push((from.clone(), name.clone()));
         }
-        match api.sfu.pull(session_id, pairs).await {
-            Ok(outcome) => tracks_response(outcome),
-            Err(e) => engine_error(&e),
-        }
+        api.sfu.pull(session_id, pairs).await?
     } else {
-        bad("tracks must all be local or all be remote, each with its location")
-    }
+        return Err(bad(
+            "tracks must all be local or all be remote, each with its location",
+        ));
+    };
+    Ok(tracks_response(outcome))
 }
 
 async fn renegotiate(
@@ -341,30 +328,20 @@ async fn renegotiate(
     Path((app_id, session_id)): Path<(String, String)>,
     headers: HeaderMap,
     bytes: axum::body::Bytes,
-) -> Response {
-    if let Err(r) = authorize(&api, &app_id, &headers) {
-        return r.into_response();
-    }
-    let request: RenegotiateRequest = match body(&bytes) {
-        Ok(r) => r,
-        Err(r) => return r.into_response(),
-    };
+) -> Result<Json<RenegotiateResponse>, ApiError> {
+    authorize(&api, &app_id, &headers)?;
+    let request: RenegotiateRequest = body(&bytes)?;
     if request.session_description.sdp_type != SdpType::Answer {
-        return error(
+        return Err(error(
             StatusCode::BAD_REQUEST,
             "invalid_session_description",
             "renegotiate takes the peer's answer to the SFU's offer",
-        )
-        .into_response();
+        ));
     }
-    match api
-        .sfu
+    api.sfu
         .answer(session_id, request.session_description.sdp)
-        .await
-    {
-        Ok(()) => Json(RenegotiateResponse::default()).into_response(),
-        Err(e) => engine_error(&e),
-    }
+        .await?;
+    Ok(Json(RenegotiateResponse::default()))
 }
 
 async fn close_tracks(
@@ -372,52 +349,31 @@ async fn close_tracks(
     Path((app_id, session_id)): Path<(String, String)>,
     headers: HeaderMap,
     bytes: axum::body::Bytes,
-) -> Response {
-    if let Err(r) = authorize(&api, &app_id, &headers) {
-        return r.into_response();
-    }
-    let request: CloseTracksRequest = match body(&bytes) {
-        Ok(r) => r,
-        Err(r) => return r.into_response(),
-    };
+) -> Result<Json<CloseTracksResponse>, ApiError> {
+    authorize(&api, &app_id, &headers)?;
+    let request: CloseTracksRequest = body(&bytes)?;
     if request.tracks.is_empty() || request.tracks.len() > MAX_TRACKS_PER_CALL {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_params",
-            "between 1 and 64 tracks per call",
-        )
-        .into_response();
+        return Err(bad("between 1 and 64 tracks per call"));
     }
     if request.tracks.iter().any(|t| t.mid.is_empty()) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_params",
-            "a mid must not be empty",
-        )
-        .into_response();
+        return Err(bad("a mid must not be empty"));
     }
     let mids = request.tracks.into_iter().map(|t| t.mid).collect();
-    match api.sfu.close(session_id, mids).await {
-        Ok(outcome) => Json(CloseTracksResponse {
-            requires_immediate_renegotiation: false,
-            tracks: outcome
-                .tracks
-                .into_iter()
-                .map(|t| {
-                    let (error_code, error_description) = match t.error {
-                        Some((code, d)) => (Some(code.to_owned()), Some(d)),
-                        None => (None, None),
-                    };
-                    CloseTrackResult {
-                        mid: t.mid,
-                        error_code,
-                        error_description,
-                    }
-                })
-                .collect(),
-            session_description: None,
-        })
-        .into_response(),
-        Err(e) => engine_error(&e),
-    }
+    let outcome = api.sfu.close(session_id, mids).await?;
+    Ok(Json(CloseTracksResponse {
+        requires_immediate_renegotiation: false,
+        tracks: outcome
+            .tracks
+            .into_iter()
+            .map(|t| {
+                let (error_code, error_description) = error_fields(t.error);
+                CloseTrackResult {
+                    mid: t.mid,
+                    error_code,
+                    error_description,
+                }
+            })
+            .collect(),
+        session_description: None,
+    }))
 }
