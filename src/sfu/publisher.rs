@@ -135,6 +135,7 @@ pub struct PublishStatus {
     snapshot: Mutex<PublishSnapshot>,
     video_frames_out: AtomicU64,
     audio_packets_out: AtomicU64,
+    frames_dropped: AtomicU64,
 }
 
 impl PublishStatus {
@@ -147,6 +148,7 @@ impl PublishStatus {
             .clone();
         s.video_frames_out = self.video_frames_out.load(Ordering::Relaxed);
         s.audio_packets_out = self.audio_packets_out.load(Ordering::Relaxed);
+        s.frames_dropped = self.frames_dropped.load(Ordering::Relaxed);
         s
     }
 
@@ -385,6 +387,7 @@ impl<'a> Session<'a> {
         let mut live = camera.media.watch_live();
         let mut descriptions = camera.media.watch_description();
         let mut opus = Vec::new();
+        let mut counted_drops = 0;
         loop {
             // Drain str0m's output until it wants time.
             let timeout = loop {
@@ -485,9 +488,13 @@ impl<'a> Session<'a> {
                 frame = recv(&mut frames) => {
                     let Some(frame) = frame else { return Ok(()) };
                     self.send(&mut rtc, &frame, video_mid, video_pt, audio_pt, transcoder.as_mut(), &mut opus);
+                    // Counted since start, across subscriptions; no lock per frame.
                     if let Some(frames) = &frames {
                         let dropped = frames.dropped();
-                        status.update(|s| s.frames_dropped = dropped);
+                        status
+                            .frames_dropped
+                            .fetch_add(dropped.saturating_sub(counted_drops), Ordering::Relaxed);
+                        counted_drops = dropped;
                     }
                 }
             }
