@@ -23,7 +23,7 @@ use camrelay_config::SfuConfig;
 use camrelay_config::defaults as d;
 use secrecy::SecretString;
 
-use crate::camera::{self, Camera, Credentials, DemandGuard, Registry, Source};
+use crate::camera::{self, Camera, Credentials, DemandGuard, PublishGuard, Registry, Source};
 use crate::http;
 use crate::ingest::tls::TlsClients;
 use crate::ingest::{self, IngestSettings};
@@ -33,6 +33,7 @@ use crate::sfu::api::{self as sfu_api, SfuApi};
 use crate::sfu::embedded::EmbeddedSfu;
 use crate::sfu::publisher::{self, PublisherSettings};
 use crate::sfu::signaling::Signaling;
+use crate::viewer::{ViewerSettings, Viewers};
 
 /// How long shutdown may take before the remaining tasks are abandoned: leases get
 /// [`crate::lease::task::SHUTDOWN_STOP_TIMEOUT`] to stop their streams, the queue
@@ -55,6 +56,8 @@ pub struct Relay {
     pub rtsp: Server,
     /// The WebRTC side, unless `CAMRELAY_SFU=off`.
     pub sfu: Option<SfuRuntime>,
+    /// Browser viewers, when the SFU speaks the Calls API.
+    pub viewers: Option<Arc<Viewers>>,
     /// How cameras are pulled.
     ingest: IngestSettings,
     /// The configuration in force.
@@ -62,8 +65,9 @@ pub struct Relay {
     /// When the relay started.
     pub started: Instant,
     discovery: Mutex<DiscoveryState>,
-    /// Demand held for always-on cameras, by camera id.
-    always_on: Mutex<BTreeMap<String, DemandGuard>>,
+    /// Demand held for always-on cameras, by camera id: live, and published when there is an
+    /// SFU.
+    always_on: Mutex<BTreeMap<String, (DemandGuard, PublishGuard)>>,
     /// Camera lease tasks: stopped first on shutdown, so their stops can still be sent.
     leases: Mutex<JoinSet<()>>,
     /// The command queue: cancelled after the leases.
@@ -121,12 +125,28 @@ impl Relay {
             }
             None => (None, None),
         };
+        let viewers = sfu
+            .as_ref()
+            .and_then(|sfu| match sfu.publisher.signaling.as_ref() {
+                Signaling::Calls(calls) => Some(Arc::new(Viewers::new(
+                    calls.clone(),
+                    Arc::clone(&registry),
+                    ViewerSettings {
+                        timeout: config.viewer.timeout,
+                        max_viewers: config.viewer.max_viewers,
+                        start_timeout: config.rtsp.start_timeout,
+                        publish_timeout: config.webrtc.connect_timeout + d::WATCH_PUBLISH_MARGIN,
+                    },
+                ))),
+                Signaling::Whip { .. } => None,
+            });
         let relay = Arc::new(Self {
             registry,
             nest,
             http_addr,
             rtsp,
             sfu,
+            viewers,
             ingest,
             config,
             started: Instant::now(),
@@ -140,6 +160,9 @@ impl Relay {
             relay.spawn(async move {
                 let _ = task.await;
             });
+        }
+        if let Some(viewers) = &relay.viewers {
+            relay.spawn(Arc::clone(viewers).run(shutdown.clone()));
         }
         relay.register_static(&shutdown);
         if relay.nest.is_some() {
@@ -170,8 +193,8 @@ impl Relay {
         self.spawn(task.instrument(span));
     }
 
-    /// Publishes `camera` into the SFU whenever it is live. For now only always-on cameras
-    /// publish: an on-demand camera is published once viewers ask for it (the watch API).
+    /// Publishes `camera` into the SFU whenever it is live and wanted there: by viewers (the
+    /// watch API), or always when it is always-on. RTSP clients alone do not publish it.
     fn start_publisher(&self, camera: &Arc<Camera>) {
         if let Some(sfu) = &self.sfu {
             let span = tracing::info_span!("publish", camera = %camera.id);
@@ -206,17 +229,20 @@ impl Relay {
                 self.keep_on(&camera);
             }
             self.start_ingest(&camera);
+            self.start_publisher(&camera);
             // Static ids are unique (the configuration checks it).
             let _ = self.registry.insert(camera);
         }
     }
 
     fn keep_on(&self, camera: &Arc<Camera>) {
-        self.start_publisher(camera);
         self.always_on
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(camera.id.clone(), camera.acquire(false));
+            .insert(
+                camera.id.clone(),
+                (camera.acquire(false), camera.want_published()),
+            );
     }
 
     fn remove_camera(&self, id: &str) {
@@ -300,6 +326,7 @@ impl Relay {
                 leases.spawn(task);
             }
             self.start_ingest(&camera);
+            self.start_publisher(&camera);
             tracing::info!(camera = %id, device = %device.id, "Nest camera added");
             if self.config.always_on {
                 self.keep_on(&camera);
@@ -424,6 +451,7 @@ async fn start_sfu(
         connect_timeout: config.webrtc.connect_timeout,
         retry_initial: d::PUBLISH_RETRY_INITIAL,
         retry_max: d::PUBLISH_RETRY_MAX,
+        idle_grace: config.idle_grace,
     };
     Ok((
         Some(SfuRuntime {

@@ -3,14 +3,16 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
 
 use camrelay_api_clients::nest::StreamUrl;
 use secrecy::SecretString;
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::lease::Demand;
 use crate::lease::task::LeaseStatus;
+use crate::lease::{Demand, Phase};
 use crate::media::Hub;
 
 /// Longest readable id made from a device name.
@@ -70,6 +72,10 @@ pub struct Camera {
     /// Its WebRTC publication.
     pub publish: crate::sfu::publisher::PublishStatus,
     demand: watch::Sender<Demand>,
+    /// Holders of [`PublishGuard`]s: viewers, and the relay for always-on cameras.
+    publish_demand: watch::Sender<usize>,
+    /// Browser viewers watching now (see [`crate::viewer`]).
+    pub viewers: std::sync::atomic::AtomicUsize,
     /// Stops the camera's tasks when it is removed.
     pub cancel: CancellationToken,
 }
@@ -93,6 +99,8 @@ impl Camera {
             media: Hub::new(frames),
             publish: crate::sfu::publisher::PublishStatus::default(),
             demand,
+            publish_demand: watch::channel(0).0,
+            viewers: std::sync::atomic::AtomicUsize::new(0),
             cancel,
         })
     }
@@ -118,6 +126,97 @@ impl Camera {
     /// Current demand.
     pub fn demand(&self) -> Demand {
         *self.demand.borrow()
+    }
+
+    /// Wants the camera published into the SFU until the guard is dropped. It does not make
+    /// the camera live: pair it with [`Self::acquire`].
+    pub fn want_published(self: &Arc<Self>) -> PublishGuard {
+        self.publish_demand.send_modify(|n| *n += 1);
+        PublishGuard {
+            camera: Arc::clone(self),
+        }
+    }
+
+    /// Watches how many want the camera published.
+    pub fn watch_publish_demand(&self) -> watch::Receiver<usize> {
+        self.publish_demand.subscribe()
+    }
+
+    /// Waits until the camera is live (its current upstream session delivered a keyframe and
+    /// its description is known), or fails at once when it cannot be: its lease is at capacity,
+    /// or a static camera refused the relay. The caller bounds the wait.
+    pub async fn wait_live(&self) -> Result<(), StartError> {
+        let mut live = self.media.watch_live();
+        let mut lease = match &self.source {
+            Source::Nest { lease, .. } => Some(lease.clone()),
+            Source::Static { .. } => None,
+        };
+        // A static camera that refuses the relay (wrong credentials, no such path) will not
+        // change its mind within the wait; a refused Nest URL is replaced by the lease.
+        let mut refusals = lease.is_none().then(|| self.media.watch_refusals());
+        loop {
+            if *live.borrow_and_update() && self.media.description().is_some() {
+                return Ok(());
+            }
+            if let Some(lease) = &mut lease {
+                let status = lease.borrow_and_update();
+                if status.phase == Phase::AtCapacity {
+                    return Err(StartError::AtCapacity {
+                        retry_after: status
+                            .retry_at
+                            .map(|at| at.saturating_duration_since(Instant::now())),
+                    });
+                }
+            }
+            tokio::select! {
+                changed = live.changed() => if changed.is_err() {
+                    return Err(StartError::Removed);
+                },
+                () = changed_or_pending(lease.as_mut()) => {}
+                () = changed_or_pending(refusals.as_mut()) => return Err(StartError::Refused),
+            }
+        }
+    }
+}
+
+/// Why a camera could not be started for a client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StartError {
+    /// The Nest API budget cannot carry one more stream now.
+    #[error("the Nest API budget is at capacity")]
+    AtCapacity {
+        /// When the lease will try again, if it knows.
+        retry_after: Option<Duration>,
+    },
+    /// The camera refused the relay's session.
+    #[error("the camera refused the relay (see its last_error in /stats)")]
+    Refused,
+    /// The camera was removed meanwhile.
+    #[error("the camera was removed")]
+    Removed,
+}
+
+/// Resolves when the watched value changes; never without a watch, or once its sender is gone.
+async fn changed_or_pending<T>(rx: Option<&mut watch::Receiver<T>>) {
+    if let Some(rx) = rx
+        && rx.changed().await.is_ok()
+    {
+        return;
+    }
+    std::future::pending::<()>().await;
+}
+
+/// Keeps a camera wanted in the SFU while alive.
+#[derive(Debug)]
+pub struct PublishGuard {
+    camera: Arc<Camera>,
+}
+
+impl Drop for PublishGuard {
+    fn drop(&mut self) {
+        self.camera
+            .publish_demand
+            .send_modify(|n| *n = n.saturating_sub(1));
     }
 }
 

@@ -101,7 +101,6 @@ impl Demo {
             .with_context(|| format!("cannot write {}", ca_file.0.display()))?;
         let mut vars = fake_nest_env(&fake, &sdm);
         vars.extend([
-            ("CAMRELAY_ALWAYS_ON".to_owned(), "true".to_owned()),
             (
                 "CAMRELAY_HTTP_ADDR".to_owned(),
                 options.http_addr.to_string(),
@@ -130,7 +129,8 @@ impl Demo {
                 "CAMRELAY_EXTRA_CA_FILE".to_owned(),
                 ca_file.0.display().to_string(),
             ),
-            // The embedded SFU on the same address, on a free port; every camera publishes.
+            // The embedded SFU on the same address, on a free port. Cameras start, and publish
+            // into it, when a viewer or an RTSP client asks (on demand, as in production).
             ("CAMRELAY_SFU".to_owned(), "embedded".to_owned()),
             (
                 "CAMRELAY_SFU_UDP_ADDR".to_owned(),
@@ -160,6 +160,7 @@ impl Demo {
         let http = self.relay.http_addr;
         let rtsp = self.relay.rtsp.local_addr();
         vec![
+            ("viewer page", format!("http://{http}/")),
             ("cameras", format!("http://{http}/api/cameras")),
             (
                 "RTSP, plain camera",

@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 use tokio::net::TcpListener;
@@ -17,14 +18,43 @@ use crate::app::Relay;
 use crate::lease::Phase;
 use crate::sfu::publisher::PublishState;
 use crate::stats::{Aggregate, CameraStats, NestStats, RtspStats, Stats};
+use crate::viewer::api::{self as viewer_api, Guard};
 
 /// The router of the relay's HTTP endpoints.
 pub fn router(relay: Arc<Relay>) -> Router {
+    let auth = Arc::new(relay.config.viewer.clone());
+    let api = Router::new()
+        .route("/api/cameras", get(cameras))
+        .route("/api/cameras/{id}/watch", post(viewer_api::watch))
+        .route(
+            "/api/cameras/{id}/watch/{viewer}/answer",
+            post(viewer_api::answer),
+        )
+        .route(
+            "/api/cameras/{id}/watch/{viewer}/heartbeat",
+            post(viewer_api::heartbeat),
+        )
+        .route(
+            "/api/cameras/{id}/watch/{viewer}",
+            delete(viewer_api::leave),
+        )
+        .layer(middleware::from_fn_with_state(
+            (Arc::clone(&auth), Guard::Api),
+            viewer_api::authenticate,
+        ));
+    let page =
+        Router::new()
+            .route("/", get(viewer_api::page))
+            .layer(middleware::from_fn_with_state(
+                (auth, Guard::Page),
+                viewer_api::authenticate,
+            ));
     let mut router = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/stats", get(stats))
-        .route("/api/cameras", get(cameras));
+        .merge(api)
+        .merge(page);
     if let Some(api) = relay.sfu.as_ref().and_then(|s| s.embedded.clone()) {
         router = router.nest(crate::sfu::api::BASE_PATH, crate::sfu::api::router(api));
     }
@@ -115,6 +145,8 @@ pub struct CameraEntry {
     pub rtsp_url: String,
     /// The camera's SFU publication, while published.
     pub sfu: Option<SfuEntry>,
+    /// Browser viewers watching now.
+    pub viewers: usize,
 }
 
 /// Where viewers pull a published camera from.
@@ -148,6 +180,7 @@ async fn cameras(State(relay): State<Arc<Relay>>, headers: HeaderMap) -> Json<Ve
                 };
                 CameraEntry {
                     sfu,
+                    viewers: s.viewers,
                     rtsp_url: format!("rtsp://{host}:{port}/{}", s.id),
                     id: s.id,
                     name: s.name,

@@ -12,6 +12,7 @@
 //! - [`ingest`], [`media`] and [`rtsp`]: the media path, from each camera through its hub to
 //!   RTSP clients;
 //! - [`sfu`]: the WebRTC publisher and the embedded SFU;
+//! - [`viewer`]: browser viewers (the watch API and the viewer page);
 //! - [`http`] and [`stats`]: what operators read;
 //! - [`demo`]: the offline demo.
 
@@ -27,3 +28,4 @@ pub mod nest;
 pub mod rtsp;
 pub mod sfu;
 pub mod stats;
+pub mod viewer;

@@ -18,11 +18,9 @@ use camrelay_rtsp::server::{
     BoxFuture, Mounts, OpenError, Server, ServerConfig, Source, UdpSockets,
 };
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::camera::{Camera, DemandGuard, Registry, Source as CameraKind};
-use crate::lease::Phase;
+use crate::camera::{Camera, DemandGuard, Registry, StartError};
 
 /// The realm clients see when the server asks for credentials.
 pub const REALM: &str = "camrelay";
@@ -101,59 +99,20 @@ impl Mounts for CameraMounts {
     }
 }
 
-/// Waits until `camera` is live, or fails at once when its lease says it cannot be (the server
-/// bounds the wait with `CAMRELAY_RTSP_START_TIMEOUT`).
+/// Waits until `camera` is live, or fails at once when it cannot be (the server bounds the
+/// wait with `CAMRELAY_RTSP_START_TIMEOUT`).
 async fn wait_live(camera: &Camera) -> Result<(), OpenError> {
-    let mut live = camera.media.watch_live();
-    let mut lease = match &camera.source {
-        CameraKind::Nest { lease, .. } => Some(lease.clone()),
-        CameraKind::Static { .. } => None,
-    };
-    // A static camera that refuses the relay (wrong credentials, no such path) will not
-    // change its mind within the wait; a refused Nest URL is replaced by the lease.
-    let mut refusals = lease.is_none().then(|| camera.media.watch_refusals());
-    loop {
-        if *live.borrow_and_update() && camera.media.description().is_some() {
-            return Ok(());
-        }
-        if let Some(lease) = &mut lease {
-            let status = lease.borrow_and_update();
-            if status.phase == Phase::AtCapacity {
-                let retry_after = status
-                    .retry_at
-                    .map(|at| at.saturating_duration_since(Instant::now()));
-                return Err(OpenError::Unavailable {
-                    reason: "the Nest API budget is at capacity".into(),
-                    retry_after,
-                });
-            }
-        }
-        tokio::select! {
-            changed = live.changed() => if changed.is_err() {
-                return Err(OpenError::NotFound);
-            },
-            () = lease_changed(lease.as_mut()) => {}
-            () = refused(refusals.as_mut()) => {
-                return Err(OpenError::Unavailable {
-                    reason: "the camera refused the relay (see its last_error in /stats)".into(),
-                    retry_after: None,
-                });
-            }
-        }
-    }
-}
-
-async fn lease_changed(
-    lease: Option<&mut tokio::sync::watch::Receiver<crate::lease::task::LeaseStatus>>,
-) {
-    match lease {
-        Some(lease) => {
-            if lease.changed().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        }
-        None => std::future::pending().await,
-    }
+    camera.wait_live().await.map_err(|e| match e {
+        StartError::AtCapacity { retry_after } => OpenError::Unavailable {
+            reason: e.to_string(),
+            retry_after,
+        },
+        StartError::Refused => OpenError::Unavailable {
+            reason: e.to_string(),
+            retry_after: None,
+        },
+        StartError::Removed => OpenError::NotFound,
+    })
 }
 
 /// A client's hold on a camera.
@@ -173,17 +132,5 @@ impl Source for CameraSource {
 
     fn subscribe(&self) -> Subscriber<Packet> {
         self.camera.media.subscribe()
-    }
-}
-
-/// Resolves when the camera refuses another session; never without a watch.
-async fn refused(refusals: Option<&mut tokio::sync::watch::Receiver<u64>>) {
-    match refusals {
-        Some(refusals) => {
-            if refusals.changed().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        }
-        None => std::future::pending().await,
     }
 }

@@ -151,6 +151,8 @@ pub struct CameraStats {
     pub media: MediaSnapshot,
     /// The WebRTC publication.
     pub sfu: crate::sfu::publisher::PublishSnapshot,
+    /// Browser viewers watching now.
+    pub viewers: usize,
 }
 
 /// A Nest camera's lease.
@@ -228,6 +230,7 @@ impl CameraStats {
                 lease: None,
                 media: MediaSnapshot::of(camera),
                 sfu: camera.publish.snapshot(),
+                viewers: camera.viewers.load(Ordering::Relaxed),
             },
             Source::Nest { device, lease, .. } => {
                 let status = lease.borrow().clone();
@@ -254,6 +257,7 @@ impl CameraStats {
                     }),
                     media: MediaSnapshot::of(camera),
                     sfu: camera.publish.snapshot(),
+                    viewers: camera.viewers.load(Ordering::Relaxed),
                 }
             }
         }

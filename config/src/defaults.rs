@@ -325,3 +325,35 @@ pub const PUBLISH_RETRY_INITIAL: Duration = Duration::from_secs(1);
 
 /// Longest wait between a publisher's attempts at a new SFU session.
 pub const PUBLISH_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// `CAMRELAY_VIEWER_TIMEOUT`: a viewer whose page sent no heartbeat for this
+/// long (closed tab, lost network) is released, and with it its demand on
+/// the camera. The page beats every third of it, so two lost beats are
+/// forgiven.
+pub const VIEWER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Shortest accepted `CAMRELAY_VIEWER_TIMEOUT`: the page must be able to
+/// beat a few times within it.
+pub const VIEWER_TIMEOUT_MIN: Duration = Duration::from_secs(3);
+
+/// Longest accepted `CAMRELAY_VIEWER_TIMEOUT`: beyond this a closed tab
+/// keeps a camera (and its Nest budget) busy for too long.
+pub const VIEWER_TIMEOUT_MAX: Duration = Duration::from_secs(10 * 60);
+
+/// `CAMRELAY_MAX_VIEWERS`: viewers the relay serves at once over all
+/// cameras; one more gets 503. Each costs the relay a little memory and one
+/// SFU session (the SFU carries the media), so this guards against runaway
+/// pages rather than load.
+pub const MAX_VIEWERS: usize = 1000;
+
+/// Smallest accepted `CAMRELAY_MAX_VIEWERS`.
+pub const MAX_VIEWERS_MIN: usize = 1;
+
+/// Largest accepted `CAMRELAY_MAX_VIEWERS`.
+pub const MAX_VIEWERS_MAX: usize = 1_000_000;
+
+/// A watch waits for the live camera's tracks to be published for
+/// `CAMRELAY_WEBRTC_CONNECT_TIMEOUT` (the publisher's signaling, ICE and
+/// DTLS) plus this margin, which lets a first failed attempt be retried
+/// (the publisher's first retry comes after [`PUBLISH_RETRY_INITIAL`]).
+pub const WATCH_PUBLISH_MARGIN: Duration = Duration::from_secs(5);

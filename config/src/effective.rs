@@ -137,6 +137,12 @@ impl Config {
             d::WEBRTC_CONNECT_TIMEOUT,
         );
         out.push(var::SFU_UDP_ADDR, w.sfu_udp_addr, d::SFU_UDP_ADDR);
+        let v = &self.viewer;
+        out.secret(var::VIEWER_TOKEN, v.token.as_ref());
+        out.optional(var::VIEWER_USERNAME, v.basic.as_ref().map(|b| &b.username));
+        out.secret(var::VIEWER_PASSWORD, v.basic.as_ref().map(|b| &b.password));
+        out.duration(var::VIEWER_TIMEOUT, v.timeout, d::VIEWER_TIMEOUT);
+        out.push(var::MAX_VIEWERS, v.max_viewers, d::MAX_VIEWERS);
         out.0
     }
 

@@ -43,6 +43,7 @@ mod parse;
 mod rtsp;
 mod sfu;
 mod vars;
+mod viewer;
 
 use std::ffi::OsString;
 use std::fmt;
@@ -57,6 +58,7 @@ pub use crate::ingest::IngestConfig;
 pub use crate::nest::{LeaseTuning, NestBudget, NestConfig};
 pub use crate::rtsp::{RtspConfig, RtspCredentials, RtspUdp};
 pub use crate::sfu::{SfuConfig, SfuKind, WebRtcConfig};
+pub use crate::viewer::{ViewerConfig, ViewerCredentials};
 
 use crate::parse::Check;
 use crate::vars::{Input, PREFIX, RawVars, var};
@@ -94,6 +96,8 @@ pub struct Config {
     pub sfu: SfuConfig,
     /// `CAMRELAY_WEBRTC_*` and `CAMRELAY_SFU_UDP_ADDR`.
     pub webrtc: WebRtcConfig,
+    /// `CAMRELAY_VIEWER_*` and `CAMRELAY_MAX_VIEWERS`.
+    pub viewer: ViewerConfig,
 }
 
 /// Logging: `CAMRELAY_LOG` and `CAMRELAY_LOG_FORMAT`.
@@ -227,6 +231,7 @@ fn build(check: &mut Check, input: &Input) -> Option<Config> {
     let nest = nest::parse(check, raw);
     let sfu = sfu::parse(check, raw);
     let webrtc = sfu::parse_webrtc(check, raw);
+    let viewer = viewer::parse(check, raw);
     for name in &input.unknown {
         let candidates = vars::KNOWN
             .iter()
@@ -258,6 +263,7 @@ fn build(check: &mut Check, input: &Input) -> Option<Config> {
         nest,
         sfu: sfu?,
         webrtc: webrtc?,
+        viewer: viewer?,
     })
 }
 

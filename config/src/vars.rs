@@ -96,6 +96,11 @@ fixed_variables! {
     WEBRTC_IP => webrtc_ip,
     WEBRTC_CONNECT_TIMEOUT => webrtc_connect_timeout,
     SFU_UDP_ADDR => sfu_udp_addr,
+    VIEWER_TOKEN => viewer_token,
+    VIEWER_USERNAME => viewer_username,
+    VIEWER_PASSWORD => viewer_password,
+    VIEWER_TIMEOUT => viewer_timeout,
+    MAX_VIEWERS => max_viewers,
 }
 
 /// An environment sorted by kind of variable.

@@ -166,6 +166,9 @@ fn env_example_sets_exactly_the_variables_with_defaults() {
         "CAMRELAY_WHIP_TOKEN",
         // Its default is found at start (the interface with the default route).
         "CAMRELAY_WEBRTC_IP",
+        "CAMRELAY_VIEWER_TOKEN",
+        "CAMRELAY_VIEWER_USERNAME",
+        "CAMRELAY_VIEWER_PASSWORD",
     ]
     .into();
     let expected: BTreeSet<String> = known_variables()
@@ -257,6 +260,11 @@ fn every_known_variable_is_read() {
         ("CAMRELAY_WEBRTC_IP", "192.0.2.7"),
         ("CAMRELAY_WEBRTC_CONNECT_TIMEOUT", "3s"),
         ("CAMRELAY_SFU_UDP_ADDR", "127.0.0.1:9189"),
+        ("CAMRELAY_VIEWER_TOKEN", "viewer-token"),
+        ("CAMRELAY_VIEWER_USERNAME", "family"),
+        ("CAMRELAY_VIEWER_PASSWORD", "pass word"),
+        ("CAMRELAY_VIEWER_TIMEOUT", "20s"),
+        ("CAMRELAY_MAX_VIEWERS", "50"),
     ]);
     let whip = parse(&[
         ("CAMRELAY_RTSP_UDP", "false"),

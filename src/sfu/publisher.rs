@@ -83,6 +83,8 @@ pub struct PublisherSettings {
     pub retry_initial: Duration,
     /// Longest wait between attempts.
     pub retry_max: Duration,
+    /// How long a publication outlives the last one who wanted it.
+    pub idle_grace: Duration,
 }
 
 /// Where a camera's publication stands.
@@ -133,6 +135,8 @@ pub struct PublishSnapshot {
 #[derive(Debug, Default)]
 pub struct PublishStatus {
     snapshot: Mutex<PublishSnapshot>,
+    /// Bumped on every change of the snapshot, for those who wait for a state.
+    changes: tokio::sync::watch::Sender<()>,
     video_frames_out: AtomicU64,
     audio_packets_out: AtomicU64,
     frames_dropped: AtomicU64,
@@ -154,10 +158,25 @@ impl PublishStatus {
 
     fn update(&self, f: impl FnOnce(&mut PublishSnapshot)) {
         f(&mut self.snapshot.lock().unwrap_or_else(PoisonError::into_inner));
+        self.changes.send_replace(());
+    }
+
+    /// Waits until the camera is published and returns where; `None` if the publisher ended.
+    pub async fn published(&self) -> Option<PublishSnapshot> {
+        let mut changes = self.changes.subscribe();
+        loop {
+            changes.borrow_and_update();
+            let snapshot = self.snapshot();
+            if snapshot.state == PublishState::Published && snapshot.session_id.is_some() {
+                return Some(snapshot);
+            }
+            changes.changed().await.ok()?;
+        }
     }
 }
 
-/// Publishes `camera` whenever it is live, until `cancel`.
+/// Publishes `camera` whenever it is live and wanted in the SFU (viewers, or always-on), until
+/// `cancel`.
 pub async fn run(camera: Arc<Camera>, settings: PublisherSettings, cancel: CancellationToken) {
     let status = &camera.publish;
     let mut backoff = new_backoff(&settings);
@@ -169,10 +188,8 @@ pub async fn run(camera: Arc<Camera>, settings: PublisherSettings, cancel: Cance
             s.session_id = None;
             s.tracks.clear();
         });
-        let mut live = camera.media.watch_live();
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            result = live.wait_for(|l| *l) => if result.is_err() { return },
+        if !wanted_and_live(&camera, &cancel).await {
+            return;
         }
         let Some(description) = camera.media.description() else {
             continue;
@@ -204,6 +221,22 @@ pub async fn run(camera: Arc<Camera>, settings: PublisherSettings, cancel: Cance
                     () = tokio::time::sleep(wait) => {}
                 }
             }
+        }
+    }
+}
+
+/// Waits until the camera is both wanted in the SFU and live; `false` on `cancel`.
+async fn wanted_and_live(camera: &Camera, cancel: &CancellationToken) -> bool {
+    let mut wanted = camera.watch_publish_demand();
+    let mut live = camera.media.watch_live();
+    loop {
+        if *wanted.borrow_and_update() > 0 && *live.borrow_and_update() {
+            return true;
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return false,
+            changed = wanted.changed() => if changed.is_err() { return false },
+            changed = live.changed() => if changed.is_err() { return false },
         }
     }
 }
@@ -384,6 +417,8 @@ impl<'a> Session<'a> {
         let mut frames = None;
         let mut disconnected_since: Option<Instant> = None;
         let mut not_live_since: Option<Instant> = None;
+        let mut unwanted_since: Option<Instant> = None;
+        let mut wanted = camera.watch_publish_demand();
         let mut live = camera.media.watch_live();
         let mut descriptions = camera.media.watch_description();
         let mut opus = Vec::new();
@@ -449,6 +484,10 @@ impl<'a> Session<'a> {
                 tracing::info!("camera down; unpublishing");
                 return Ok(());
             }
+            if unwanted_since.is_some_and(|t| t.elapsed() >= self.settings.idle_grace) {
+                tracing::info!("nobody watches; unpublishing");
+                return Ok(());
+            }
             // A duration, not an instant: str0m runs on the wall clock, tokio's may be paused.
             let wake = timeout
                 .saturating_duration_since(std::time::Instant::now())
@@ -466,6 +505,12 @@ impl<'a> Session<'a> {
                 () = tokio::time::sleep(wake) => {
                     rtc.handle_input(Input::Timeout(std::time::Instant::now()))
                         .context("peer connection timer failed")?;
+                }
+                changed = wanted.changed() => {
+                    if changed.is_err() {
+                        return Ok(());
+                    }
+                    unwanted_since = if *wanted.borrow_and_update() > 0 { None } else { Some(Instant::now()) };
                 }
                 changed = live.changed() => {
                     if changed.is_err() {
