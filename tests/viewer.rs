@@ -378,6 +378,23 @@ async fn the_watch_api_keeps_its_contract() {
         1,
         "the second watch reused the live stream"
     );
+
+    // The viewer token is nowhere an operator or a viewer can read it.
+    let (_, _, stats) = api.send(Method::GET, "/stats", None, None).await;
+    let (_, _, refused) = api
+        .send(Method::GET, "/api/cameras", Some("Bearer wrong"), None)
+        .await;
+    let effective = nest.relay.config.to_string();
+    for (what, text) in [
+        ("stats", &stats),
+        ("401", &refused),
+        ("check-config", &effective),
+    ] {
+        assert!(
+            !text.contains(VIEWER_TOKEN),
+            "{what} shows the viewer token"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -489,4 +506,119 @@ async fn the_demo_shows_its_cameras_in_chromium() {
     }
     shutdown.cancel();
     demo.relay.stopped().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_reconnects_by_itself_when_the_publication_is_replaced() {
+    let nest = start_nest_relay(FakeSdmConfig::default(), &viewer_vars()).await;
+    let camera = nest.camera("front-door").await;
+    let page = format!("http://{}/", nest.relay.http_addr);
+    // 100 frames take 4 s: the drop below comes well before the page gets there.
+    let driver = tokio::spawn(async move {
+        chromium(&strings(&[
+            "watch",
+            "--url",
+            &page,
+            "--camera",
+            "front-door",
+            "--min-frames",
+            "100",
+            "--timeout",
+            "40",
+        ]))
+        .await
+    });
+    let sfu = nest
+        .relay
+        .sfu
+        .as_ref()
+        .unwrap()
+        .embedded
+        .clone()
+        .unwrap()
+        .sfu;
+    let first = tokio::time::timeout(Duration::from_secs(30), camera.publish.published())
+        .await
+        .unwrap()
+        .unwrap();
+    eventually(Duration::from_secs(30), "the page watches", || {
+        camera.viewers.load(Ordering::Relaxed) == 1
+    })
+    .await;
+    // The SFU loses the publisher's session: the publisher publishes anew, the page hears of
+    // it in its next heartbeat and watches again, and decodes the new session.
+    assert!(sfu.drop_session(first.session_id.unwrap()).await.unwrap());
+    let (ok, result) = driver.await.unwrap();
+    assert!(ok, "{result:#}");
+    let s = &result["pages"][0]["cameras"]["front-door"];
+    assert!(s["reconnects"].as_u64().unwrap() >= 1, "{s}");
+    assert!(s["framesDecoded"].as_u64().unwrap() >= 100, "{s}");
+    assert_eq!(camera.publish.snapshot().sessions, 2);
+    assert_eq!(
+        nest.api.stats().generates,
+        1,
+        "the upstream was not disturbed"
+    );
+}
+
+/// Relay B is configured for Cloudflare, and its "Cloudflare" is relay A's embedded SFU, which
+/// serves the Calls API's paths and JSON (checked against Cloudflare's spec in
+/// tests/sfu_conformance.rs): the watch path is the same code for both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_works_the_same_through_a_cloudflare_configured_relay() {
+    let (sfu_relay, sfu_shutdown) = common::start_relay_from(
+        vec![
+            ("CAMRELAY_SFU".into(), "embedded".into()),
+            ("CAMRELAY_CALLS_APP_ID".into(), "cf-app".into()),
+            ("CAMRELAY_CALLS_APP_SECRET".into(), SECRET.into()),
+        ],
+        &[],
+    )
+    .await;
+    let calls_url = format!("http://{}/sfu/v1", sfu_relay.http_addr);
+    let mut vars = viewer_vars();
+    vars.retain(|(k, _)| !k.starts_with("CAMRELAY_SFU") && !k.starts_with("CAMRELAY_CALLS"));
+    vars.extend([
+        ("CAMRELAY_CALLS_APP_ID", "cf-app"),
+        ("CAMRELAY_CALLS_APP_SECRET", SECRET),
+        ("CAMRELAY_CALLS_API_URL", calls_url.as_str()),
+    ]);
+    let nest = start_nest_relay(FakeSdmConfig::default(), &vars).await;
+    assert_eq!(
+        nest.relay.config.sfu.kind(),
+        camrelay_config::SfuKind::Cloudflare
+    );
+    nest.camera("backyard").await;
+    let page = format!("http://{}/", nest.relay.http_addr);
+    let (ok, result) = chromium(&strings(&[
+        "watch",
+        "--url",
+        &page,
+        "--camera",
+        "backyard",
+        "--min-frames",
+        "20",
+        "--timeout",
+        "40",
+    ]))
+    .await;
+    assert!(ok, "{result:#}");
+    let s = &result["pages"][0]["cameras"]["backyard"];
+    assert_eq!(s["frameWidth"], 640, "{s}");
+    // Relay A has no cameras: what its SFU carries came from relay B.
+    let sfu = &sfu_relay
+        .sfu
+        .as_ref()
+        .unwrap()
+        .embedded
+        .as_ref()
+        .unwrap()
+        .sfu;
+    let engine = sfu.stats().await.unwrap();
+    assert!(
+        engine.published_tracks >= 1 && engine.frames_forwarded > 0,
+        "{engine:?}"
+    );
+    assert!(nest.relay.sfu.as_ref().unwrap().embedded.is_none());
+    sfu_shutdown.cancel();
 }
