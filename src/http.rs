@@ -53,6 +53,7 @@ pub fn router(relay: Arc<Relay>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/stats", get(stats))
+        .route("/metrics", get(metrics))
         .merge(api)
         .merge(page);
     if let Some(api) = relay.sfu.as_ref().and_then(|s| s.embedded.clone()) {
@@ -130,6 +131,18 @@ pub async fn collect(relay: &Relay) -> Stats {
 
 async fn stats(State(relay): State<Arc<Relay>>) -> Json<Stats> {
     Json(collect(&relay).await)
+}
+
+async fn metrics(State(relay): State<Arc<Relay>>) -> Response {
+    let text = crate::metrics::render(&collect(&relay).await);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 /// One entry of `GET /api/cameras`.

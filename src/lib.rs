@@ -13,7 +13,7 @@
 //!   RTSP clients;
 //! - [`sfu`]: the WebRTC publisher and the embedded SFU;
 //! - [`viewer`]: browser viewers (the watch API and the viewer page);
-//! - [`http`] and [`stats`]: what operators read;
+//! - [`http`], [`stats`] and [`metrics`]: what operators read;
 //! - [`demo`]: the offline demo.
 
 pub mod app;
@@ -24,6 +24,7 @@ pub mod ingest;
 pub mod lease;
 pub mod logging;
 pub mod media;
+pub mod metrics;
 pub mod nest;
 pub mod rtsp;
 pub mod sfu;
