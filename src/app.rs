@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use camrelay_api_clients::calls::{CallsClient, CallsClientConfig};
+use camrelay_api_clients::calls::{CallsClient, CallsClientConfig, CallsErrorKind};
 use camrelay_api_clients::whip::WhipClient;
 use camrelay_config::SfuConfig;
 use camrelay_config::defaults as d;
@@ -52,6 +52,8 @@ pub struct Relay {
     pub nest: Option<NestService>,
     /// Where the HTTP endpoints listen.
     pub http_addr: SocketAddr,
+    /// Where the operator's endpoints listen, when apart from `http_addr`.
+    pub admin_addr: Option<SocketAddr>,
     /// The local RTSP server.
     pub rtsp: Server,
     /// The WebRTC side, unless `CAMRELAY_SFU=off`.
@@ -65,6 +67,8 @@ pub struct Relay {
     /// When the relay started.
     pub started: Instant,
     discovery: Mutex<DiscoveryState>,
+    /// The outcome of the last SFU check.
+    sfu_health: Mutex<SfuHealth>,
     /// Demand held for always-on cameras, by camera id: live, and published when there is an
     /// SFU.
     always_on: Mutex<BTreeMap<String, (DemandGuard, PublishGuard)>>,
@@ -85,6 +89,15 @@ pub struct SfuRuntime {
     pub publisher: PublisherSettings,
 }
 
+/// Whether the SFU answered the last check.
+#[derive(Debug, Clone, Default)]
+pub struct SfuHealth {
+    /// A check was made.
+    pub checked: bool,
+    /// Its problem, free of secrets; `None` when the SFU answered.
+    pub error: Option<String>,
+}
+
 /// The outcome of the last Nest device discovery.
 #[derive(Debug, Clone, Default)]
 pub struct DiscoveryState {
@@ -102,6 +115,18 @@ impl Relay {
             .await
             .with_context(|| format!("cannot listen on CAMRELAY_HTTP_ADDR {}", config.http_addr))?;
         let http_addr = listener.local_addr()?;
+        let admin_listener = match config.admin.addr {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on CAMRELAY_ADMIN_ADDR {addr}"))?,
+            ),
+            None => None,
+        };
+        let admin_addr = match &admin_listener {
+            Some(l) => Some(l.local_addr()?),
+            None => None,
+        };
         let ingest = IngestSettings {
             timeout: config.ingest.timeout,
             retry_initial: config.ingest.retry_initial,
@@ -144,6 +169,7 @@ impl Relay {
             registry,
             nest,
             http_addr,
+            admin_addr,
             rtsp,
             sfu,
             viewers,
@@ -151,6 +177,7 @@ impl Relay {
             config,
             started: Instant::now(),
             discovery: Mutex::new(DiscoveryState::default()),
+            sfu_health: Mutex::new(SfuHealth::default()),
             always_on: Mutex::new(BTreeMap::new()),
             leases: Mutex::new(JoinSet::new()),
             queue: Mutex::new(queue),
@@ -169,7 +196,14 @@ impl Relay {
             let discovery = discover_forever(Arc::clone(&relay), shutdown.clone());
             relay.spawn(discovery);
         }
-        let server = http::serve(listener, Arc::clone(&relay), shutdown.clone());
+        let probe = check_sfu_forever(Arc::clone(&relay), shutdown.clone());
+        relay.spawn(probe);
+        let server = http::serve(
+            listener,
+            admin_listener,
+            Arc::clone(&relay),
+            shutdown.clone(),
+        );
         relay.spawn(server);
         tracing::info!(http = %http_addr, rtsp = %relay.rtsp.local_addr(), cameras = relay.config.cameras.len(), nest = relay.nest.is_some(), "camrelay started");
         Ok(relay)
@@ -261,10 +295,71 @@ impl Relay {
             .clone()
     }
 
-    /// Whether the relay can serve: configuration valid (it is, or it would not run) and, with
-    /// Nest, a successful discovery (which needs an access token).
+    /// Whether the relay can serve: configuration valid (it is, or it would not run), with
+    /// Nest a successful discovery (which needs an access token), and the SFU answering.
     pub fn ready(&self) -> bool {
-        self.nest.is_none() || self.discovery().ok
+        self.readiness().is_ok()
+    }
+
+    /// [`Self::ready`], with every reason it is not.
+    pub fn readiness(&self) -> Result<(), Vec<String>> {
+        let mut reasons = Vec::new();
+        if self.nest.is_some() {
+            let discovery = self.discovery();
+            if !discovery.ok {
+                reasons.push(
+                    discovery
+                        .error
+                        .unwrap_or_else(|| "Nest devices not discovered yet".to_owned()),
+                );
+            }
+        }
+        let sfu = self.sfu_health();
+        if !sfu.checked {
+            reasons.push("the SFU has not been checked yet".to_owned());
+        } else if let Some(error) = sfu.error {
+            reasons.push(format!("SFU: {error}"));
+        }
+        if reasons.is_empty() {
+            Ok(())
+        } else {
+            Err(reasons)
+        }
+    }
+
+    /// The outcome of the last SFU check.
+    pub fn sfu_health(&self) -> SfuHealth {
+        self.sfu_health
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Asks the SFU whether it is there: the embedded one's task must run; a Calls API must
+    /// answer with our credentials (a session that does not exist is the cheapest question).
+    /// WHIP has no way to ask without publishing, and `off` has nothing to ask.
+    async fn check_sfu(&self) -> Option<String> {
+        let sfu = self.sfu.as_ref()?;
+        if let Some(embedded) = &sfu.embedded {
+            return embedded
+                .sfu
+                .stats()
+                .await
+                .err()
+                .map(|_| "the embedded SFU has stopped".to_owned());
+        }
+        let Signaling::Calls(client) = sfu.publisher.signaling.as_ref() else {
+            return None;
+        };
+        match client.session(SFU_PROBE_SESSION).state().await {
+            Ok(_) => None,
+            Err(e) => match e.kind {
+                CallsErrorKind::NotFound(_)
+                | CallsErrorKind::SessionGone(_)
+                | CallsErrorKind::Rejected { .. } => None,
+                _ => Some(e.to_string()),
+            },
+        }
     }
 
     /// Reconciles the registry with the devices Google lists: new cameras get a lease, vanished
@@ -483,6 +578,36 @@ fn start_nest(
     let cancel = CancellationToken::new();
     let (service, task) = NestService::start(client, scheduler, lease, cancel.clone());
     Ok((service, (cancel, task)))
+}
+
+/// The session id the SFU check asks about (none has it).
+pub const SFU_PROBE_SESSION: &str = "camrelay-readiness-probe";
+
+/// Checks the SFU at start and every [`d::SFU_CHECK_INTERVAL`].
+async fn check_sfu_forever(relay: Arc<Relay>, shutdown: CancellationToken) {
+    loop {
+        let error = relay.check_sfu().await;
+        let before = relay.sfu_health();
+        // Logged when it changes, not every interval of a long outage.
+        match (&error, before.error) {
+            (Some(error), previous) if previous.as_ref() != Some(error) => {
+                tracing::warn!(%error, "the SFU does not answer");
+            }
+            (None, Some(_)) => tracing::info!("the SFU answers again"),
+            _ => {}
+        }
+        *relay
+            .sfu_health
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = SfuHealth {
+            checked: true,
+            error,
+        };
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(d::SFU_CHECK_INTERVAL) => {}
+        }
+    }
 }
 
 /// Discovers Nest cameras at start and every discovery interval; retries failures with

@@ -20,8 +20,8 @@ use crate::sfu::publisher::PublishState;
 use crate::stats::{Aggregate, CameraStats, NestStats, RtspStats, Stats};
 use crate::viewer::api::{self as viewer_api, Guard};
 
-/// The router of the relay's HTTP endpoints.
-pub fn router(relay: Arc<Relay>) -> Router {
+/// The viewers' endpoints: the page, the viewer API and the embedded SFU's Calls API.
+pub fn viewer_router(relay: Arc<Relay>) -> Router {
     let auth = Arc::new(relay.config.viewer.clone());
     let api = Router::new()
         .route("/api/cameras", get(cameras))
@@ -38,33 +38,61 @@ pub fn router(relay: Arc<Relay>) -> Router {
             "/api/cameras/{id}/watch/{viewer}",
             delete(viewer_api::leave),
         )
-        .layer(middleware::from_fn_with_state(
+        .route_layer(middleware::from_fn_with_state(
             (Arc::clone(&auth), Guard::Api),
             viewer_api::authenticate,
         ));
-    let page =
-        Router::new()
-            .route("/", get(viewer_api::page))
-            .layer(middleware::from_fn_with_state(
-                (auth, Guard::Page),
-                viewer_api::authenticate,
-            ));
-    let mut router = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/stats", get(stats))
-        .route("/metrics", get(metrics))
-        .merge(api)
-        .merge(page);
+    let page = Router::new().route("/", get(viewer_api::page)).route_layer(
+        middleware::from_fn_with_state((auth, Guard::Page), viewer_api::authenticate),
+    );
+    let mut router = Router::new().merge(api).merge(page);
     if let Some(api) = relay.sfu.as_ref().and_then(|s| s.embedded.clone()) {
         router = router.nest(crate::sfu::api::BASE_PATH, crate::sfu::api::router(api));
     }
     router.with_state(relay)
 }
 
-/// Serves until `shutdown`.
-pub async fn serve(listener: TcpListener, relay: Arc<Relay>, shutdown: CancellationToken) {
-    let app = router(relay);
+/// The operator's endpoints: probes (always open), `/stats` and `/metrics` (behind
+/// `CAMRELAY_ADMIN_TOKEN` when set).
+pub fn operator_router(relay: Arc<Relay>) -> Router {
+    let token = Arc::new(relay.config.admin.token.clone());
+    let guarded = Router::new()
+        .route("/stats", get(stats))
+        .route("/metrics", get(metrics))
+        .route_layer(middleware::from_fn_with_state(token, admin_auth));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .merge(guarded)
+        .with_state(relay)
+}
+
+/// Every endpoint on one listener.
+pub fn router(relay: Arc<Relay>) -> Router {
+    viewer_router(Arc::clone(&relay)).merge(operator_router(relay))
+}
+
+/// Serves until `shutdown`: everything on `listener`, or the operator's endpoints on `admin`
+/// when the operator gave them a listener of their own.
+pub async fn serve(
+    listener: TcpListener,
+    admin: Option<TcpListener>,
+    relay: Arc<Relay>,
+    shutdown: CancellationToken,
+) {
+    let Some(admin) = admin else {
+        return serve_one(listener, router(relay), shutdown).await;
+    };
+    let viewers = serve_one(
+        listener,
+        viewer_router(Arc::clone(&relay)),
+        shutdown.clone(),
+    );
+    let operators = serve_one(admin, operator_router(relay), shutdown);
+    tokio::join!(viewers, operators);
+}
+
+async fn serve_one(listener: TcpListener, app: Router, shutdown: CancellationToken) {
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await;
@@ -73,23 +101,49 @@ pub async fn serve(listener: TcpListener, relay: Arc<Relay>, shutdown: Cancellat
     }
 }
 
+/// Refuses `/stats` and `/metrics` without the admin token, when one is set.
+async fn admin_auth(
+    State(token): State<Arc<Option<secrecy::SecretString>>>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
+    use secrecy::ExposeSecret;
+    let Some(token) = token.as_ref() else {
+        return next.run(request).await;
+    };
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, rest) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+        });
+    if given
+        .is_some_and(|g| crate::viewer::api::same(token.expose_secret().as_bytes(), g.as_bytes()))
+    {
+        return next.run(request).await;
+    }
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer realm=\"camrelay-admin\"")],
+        "not authorized: send Authorization: Bearer <CAMRELAY_ADMIN_TOKEN>\n",
+    )
+        .into_response()
+}
+
 async fn healthz() -> &'static str {
     "ok\n"
 }
 
 async fn readyz(State(relay): State<Arc<Relay>>) -> Response {
-    if relay.ready() {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        let reason = relay
-            .discovery()
-            .error
-            .unwrap_or_else(|| "Nest devices not discovered yet".to_owned());
-        (
+    match relay.readiness() {
+        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Err(reasons) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: {reason}\n"),
+            format!("not ready: {}\n", reasons.join("; ")),
         )
-            .into_response()
+            .into_response(),
     }
 }
 

@@ -80,7 +80,9 @@ fn main() -> ExitCode {
 fn check_config() -> ExitCode {
     match Config::from_env() {
         Ok(config) => {
-            println!("{config}");
+            use std::io::Write as _;
+            // A closed pipe (`check-config | head`) is the reader's choice, not an error.
+            let _ = writeln!(std::io::stdout().lock(), "{config}");
             ExitCode::SUCCESS
         }
         Err(errors) => {

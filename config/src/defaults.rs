@@ -357,3 +357,7 @@ pub const MAX_VIEWERS_MAX: usize = 1_000_000;
 /// DTLS) plus this margin, which lets a first failed attempt be retried
 /// (the publisher's first retry comes after [`PUBLISH_RETRY_INITIAL`]).
 pub const WATCH_PUBLISH_MARGIN: Duration = Duration::from_secs(5);
+
+/// How often the relay asks the SFU whether it answers (for `/readyz`). One
+/// cheap request (a session that does not exist) per interval.
+pub const SFU_CHECK_INTERVAL: Duration = Duration::from_secs(30);

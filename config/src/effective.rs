@@ -143,6 +143,11 @@ impl Config {
         out.secret(var::VIEWER_PASSWORD, v.basic.as_ref().map(|b| &b.password));
         out.duration(var::VIEWER_TIMEOUT, v.timeout, d::VIEWER_TIMEOUT);
         out.push(var::MAX_VIEWERS, v.max_viewers, d::MAX_VIEWERS);
+        match self.admin.addr {
+            Some(addr) => out.push(var::ADMIN_ADDR, addr, "CAMRELAY_HTTP_ADDR"),
+            None => out.push(var::ADMIN_ADDR, "CAMRELAY_HTTP_ADDR", "CAMRELAY_HTTP_ADDR"),
+        }
+        out.secret(var::ADMIN_TOKEN, self.admin.token.as_ref());
         out.0
     }
 

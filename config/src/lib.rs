@@ -33,6 +33,7 @@
 //! have open-ended names, so they are matched by hand against the cameras
 //! listed in `CAMRELAY_CAMERAS`.
 
+mod admin;
 mod cameras;
 pub mod defaults;
 mod effective;
@@ -51,6 +52,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use crate::admin::AdminConfig;
 pub use crate::cameras::{PER_CAMERA_OPTIONS, StaticCamera};
 pub use crate::effective::{Setting, SettingsTable, Source};
 pub use crate::error::{ConfigError, ConfigErrors};
@@ -98,6 +100,8 @@ pub struct Config {
     pub webrtc: WebRtcConfig,
     /// `CAMRELAY_VIEWER_*` and `CAMRELAY_MAX_VIEWERS`.
     pub viewer: ViewerConfig,
+    /// `CAMRELAY_ADMIN_*`: the operator's endpoints.
+    pub admin: AdminConfig,
 }
 
 /// Logging: `CAMRELAY_LOG` and `CAMRELAY_LOG_FORMAT`.
@@ -232,6 +236,7 @@ fn build(check: &mut Check, input: &Input) -> Option<Config> {
     let sfu = sfu::parse(check, raw);
     let webrtc = sfu::parse_webrtc(check, raw);
     let viewer = viewer::parse(check, raw);
+    let admin = admin::parse(check, raw, general.as_ref().map(|g| g.http_addr));
     for name in &input.unknown {
         let candidates = vars::KNOWN
             .iter()
@@ -264,6 +269,7 @@ fn build(check: &mut Check, input: &Input) -> Option<Config> {
         sfu: sfu?,
         webrtc: webrtc?,
         viewer: viewer?,
+        admin: admin?,
     })
 }
 

@@ -101,6 +101,8 @@ fixed_variables! {
     VIEWER_PASSWORD => viewer_password,
     VIEWER_TIMEOUT => viewer_timeout,
     MAX_VIEWERS => max_viewers,
+    ADMIN_ADDR => admin_addr,
+    ADMIN_TOKEN => admin_token,
 }
 
 /// An environment sorted by kind of variable.
@@ -138,6 +140,9 @@ impl Input {
                 if !value.trim().is_empty() {
                     fixed.push((name, value));
                 }
+            } else if kubernetes_service_link(&name) {
+                // Not ours: Kubernetes sets these for a Service named `camrelay` (or
+                // `camrelay-…`) in the namespace, unless `enableServiceLinks: false`.
             } else if name.starts_with(CAMERA_PREFIX) {
                 per_camera.insert(name, value);
             } else {
@@ -150,6 +155,35 @@ impl Input {
             unknown,
         }
     }
+}
+
+/// Whether `name` has the shape of a Kubernetes service link variable:
+/// `{SERVICE}_SERVICE_HOST`, `{SERVICE}_SERVICE_PORT[_{PORT NAME}]`, `{SERVICE}_PORT` or
+/// `{SERVICE}_PORT_{number}_{TCP|UDP|SCTP}[_PROTO|_PORT|_ADDR]`. No camrelay variable has
+/// one of these shapes.
+pub(crate) fn kubernetes_service_link(name: &str) -> bool {
+    if name.ends_with("_SERVICE_HOST")
+        || name.ends_with("_SERVICE_PORT")
+        || name.contains("_SERVICE_PORT_")
+        || name.ends_with("_PORT")
+    {
+        return true;
+    }
+    let Some(at) = name.rfind("_PORT_") else {
+        return false;
+    };
+    let mut parts = name[at + "_PORT_".len()..].split('_');
+    let number = parts
+        .next()
+        .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    let protocol = parts
+        .next()
+        .is_some_and(|p| matches!(p, "TCP" | "UDP" | "SCTP"));
+    let field = match parts.next() {
+        None => true,
+        Some(f) => matches!(f, "PROTO" | "PORT" | "ADDR") && parts.next().is_none(),
+    };
+    number && protocol && field
 }
 
 /// Hands the known, non-blank variables to envy. Every field is an

@@ -169,6 +169,9 @@ fn env_example_sets_exactly_the_variables_with_defaults() {
         "CAMRELAY_VIEWER_TOKEN",
         "CAMRELAY_VIEWER_USERNAME",
         "CAMRELAY_VIEWER_PASSWORD",
+        // Its default is to share CAMRELAY_HTTP_ADDR.
+        "CAMRELAY_ADMIN_ADDR",
+        "CAMRELAY_ADMIN_TOKEN",
     ]
     .into();
     let expected: BTreeSet<String> = known_variables()
@@ -265,6 +268,8 @@ fn every_known_variable_is_read() {
         ("CAMRELAY_VIEWER_PASSWORD", "pass word"),
         ("CAMRELAY_VIEWER_TIMEOUT", "20s"),
         ("CAMRELAY_MAX_VIEWERS", "50"),
+        ("CAMRELAY_ADMIN_ADDR", "127.0.0.1:9090"),
+        ("CAMRELAY_ADMIN_TOKEN", "admin-token"),
     ]);
     let whip = parse(&[
         ("CAMRELAY_RTSP_UDP", "false"),
@@ -415,6 +420,31 @@ fn unknown_variables_without_a_close_name() {
         message(&errors, "CAMRELAY_CAMERA_FRONTT_NAME")
             .contains("did you mean CAMRELAY_CAMERA_FRONT_NAME?")
     );
+}
+
+#[test]
+fn kubernetes_service_links_are_not_ours() {
+    // What Kubernetes sets for Services named camrelay and camrelay-sfu in the namespace.
+    parse(&[
+        ("CAMRELAY_SERVICE_HOST", "10.0.0.7"),
+        ("CAMRELAY_SERVICE_PORT", "8080"),
+        ("CAMRELAY_SERVICE_PORT_HTTP", "8080"),
+        ("CAMRELAY_PORT", "tcp://10.0.0.7:8080"),
+        ("CAMRELAY_PORT_8080_TCP", "tcp://10.0.0.7:8080"),
+        ("CAMRELAY_PORT_8080_TCP_PROTO", "tcp"),
+        ("CAMRELAY_PORT_8080_TCP_PORT", "8080"),
+        ("CAMRELAY_PORT_8080_TCP_ADDR", "10.0.0.7"),
+        ("CAMRELAY_SFU_SERVICE_HOST", "10.0.0.8"),
+        ("CAMRELAY_SFU_PORT_8189_UDP", "udp://10.0.0.8:8189"),
+    ]);
+    // Near misses are still errors.
+    for name in [
+        "CAMRELAY_PORT_80_TCPX",
+        "CAMRELAY_PORT_X_TCP",
+        "CAMRELAY_SERVICE_HOSTS",
+    ] {
+        fail(&[(name, "1")]);
+    }
 }
 
 fn errors_with_camera(extra: (&str, &str)) -> ConfigErrors {

@@ -210,7 +210,7 @@ pub fn authorized(config: &ViewerConfig, headers: &HeaderMap) -> bool {
 }
 
 /// Compares in time independent of where the inputs differ (not of their lengths).
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub fn same(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
