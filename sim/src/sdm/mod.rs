@@ -183,6 +183,12 @@ impl FakeSdm {
         self.with_inner(|inner, now| inner.rtsp_stream_live(now, url_path_token))
     }
 
+    /// Every random token issued so far (access, stream and extension tokens, without their
+    /// prefixes): what must never appear in the relay's logs.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.with_inner(|inner, _| inner.issued_tokens())
+    }
+
     /// Ends `device`'s live RTSP streams now, as Google sometimes does unasked: their
     /// sessions stop and their URLs answer 404. Returns how many ended.
     pub fn drop_rtsp_streams(&self, device: &str) -> usize {

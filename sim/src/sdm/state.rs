@@ -410,6 +410,8 @@ pub(super) struct Inner {
     devices: HashMap<String, DeviceState>,
     /// RTSP streams by initial extension token, WebRTC sessions by id.
     streams: HashMap<String, Stream>,
+    /// Every random token issued, for tests that look for them where they must not be.
+    issued: Vec<String>,
     /// Current extension token → the stream's key.
     by_extension_token: HashMap<String, String>,
     ended: HashMap<String, EndReason>,
@@ -444,6 +446,7 @@ impl Inner {
             device_order,
             devices,
             streams: HashMap::new(),
+            issued: Vec::new(),
             by_extension_token: HashMap::new(),
             ended: HashMap::new(),
             ended_order: VecDeque::new(),
@@ -1226,12 +1229,20 @@ impl Inner {
     }
 
     fn random_token(&mut self, len: usize) -> String {
-        (0..len)
+        let token: String = (0..len)
             .map(|_| {
                 let i = self.rng.usize(..TOKEN_ALPHABET.len());
                 char::from(TOKEN_ALPHABET.get(i).copied().unwrap_or(b'A'))
             })
-            .collect()
+            .collect();
+        self.issued.push(token.clone());
+        token
+    }
+
+    /// Every random token handed out so far (access tokens, stream tokens, extension tokens,
+    /// session ids), without their prefixes.
+    pub(super) fn issued_tokens(&self) -> Vec<String> {
+        self.issued.clone()
     }
 
     fn device_json(&self, spec: &FakeDevice) -> Value {
