@@ -14,7 +14,7 @@ use crate::camera::{Camera, Source};
 use crate::lease::Phase;
 
 /// The whole document.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Stats {
     /// camrelay's version.
     pub version: &'static str,
@@ -35,7 +35,7 @@ pub struct Stats {
 }
 
 /// The local RTSP server (all counters since start).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct RtspStats {
     /// Connections accepted.
     pub connections: u64,
@@ -82,7 +82,7 @@ impl RtspStats {
 }
 
 /// A camera's media path: its upstream session and what it feeds its clients.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct MediaSnapshot {
     /// An upstream session is delivering now.
     pub connected: bool,
@@ -127,7 +127,7 @@ impl MediaSnapshot {
 }
 
 /// One camera.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct CameraStats {
     /// Camera id.
     pub id: String,
@@ -156,7 +156,7 @@ pub struct CameraStats {
 }
 
 /// A Nest camera's lease.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct LeaseStats {
     /// Milliseconds until the current stream expires.
     pub expires_in_ms: Option<u64>,
@@ -181,7 +181,7 @@ pub struct LeaseStats {
 }
 
 /// Totals over all cameras.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Aggregate {
     /// Cameras known.
     pub cameras: usize,
@@ -194,7 +194,7 @@ pub struct Aggregate {
 }
 
 /// Nest access.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct NestStats {
     /// OAuth token requests made.
     pub token_refreshes: u64,
@@ -281,5 +281,30 @@ impl Aggregate {
                 .map(|l| l.lost)
                 .sum(),
         }
+    }
+}
+
+/// The JSON Schema of the `/stats` document (draft 2020-12), from the DTOs above and their
+/// doc comments. Closed: every object lists all its fields (`additionalProperties: false`),
+/// so a field added to a DTO fails validation until `docs/stats.schema.json` is regenerated
+/// (`CAMRELAY_BLESS=1 cargo test --test operator`): the documentation never falls behind.
+pub fn schema() -> serde_json::Value {
+    let mut schema = serde_json::to_value(schemars::schema_for!(Stats)).unwrap_or_default();
+    close_objects(&mut schema);
+    schema
+}
+
+fn close_objects(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            if map.contains_key("properties") && !map.contains_key("additionalProperties") {
+                map.insert("additionalProperties".into(), false.into());
+            }
+            for child in map.values_mut() {
+                close_objects(child);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(close_objects),
+        _ => {}
     }
 }

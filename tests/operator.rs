@@ -121,3 +121,74 @@ async fn readiness_follows_the_sfu() {
     }
     sfu_shutdown.cancel();
 }
+
+const VALIDATOR: &str = r#"
+import json, sys
+from jsonschema import Draft202012Validator
+schema = json.load(open(sys.argv[1]))
+Draft202012Validator.check_schema(schema)
+instance = json.load(sys.stdin)
+errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+          for e in Draft202012Validator(schema).iter_errors(instance)]
+print(json.dumps(errors))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_match_their_documented_schema() {
+    use tokio::io::AsyncWriteExt;
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/stats.schema.json");
+    let generated = camrelay::stats::schema();
+    if std::env::var_os("CAMRELAY_BLESS").is_some() {
+        let text = serde_json::to_string_pretty(&generated).unwrap() + "\n";
+        std::fs::write(path, text).unwrap();
+    }
+    let committed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert!(
+        committed == generated,
+        "docs/stats.schema.json is behind the stats DTOs: regenerate it with \
+         CAMRELAY_BLESS=1 cargo test --release --test operator"
+    );
+
+    // A relay with everything in /stats: Nest (leases, queue), always-on cameras published
+    // into the embedded SFU.
+    let nest = common::media::start_nest_relay(
+        camrelay_sim::sdm::FakeSdmConfig::default(),
+        &[("CAMRELAY_ALWAYS_ON", "true"), ("CAMRELAY_SFU", "embedded")],
+    )
+    .await;
+    let camera = nest.camera("front-door").await;
+    eventually(Duration::from_secs(30), "published", || {
+        camera.publish.snapshot().session_id.is_some()
+    })
+    .await;
+    let (status, stats) = get(&format!("http://{}/stats", nest.relay.http_addr), None).await;
+    assert_eq!(status, 200);
+    let document: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    assert!(document["queue"].is_object() && document["embedded_sfu"].is_object());
+
+    let python = std::env::var("CAMRELAY_TEST_PYTHON")
+        .unwrap_or_else(|_| "/opt/camrelay-test-venv/bin/python".to_owned());
+    let mut child = tokio::process::Command::new(python)
+        .args(["-c", VALIDATOR, path])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python with jsonschema");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(stats.as_bytes()).await.unwrap();
+    drop(stdin);
+    let output = child.wait_with_output().await.unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let errors: Vec<String> = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(
+        errors.is_empty(),
+        "/stats does not match its schema: {errors:#?}"
+    );
+}

@@ -190,7 +190,10 @@ async fn the_process_keeps_every_secret_out_of_its_logs_and_stops_on_sigterm() {
     .map(|s| (*s).to_owned())
     .collect();
     let issued = api.sdm().issued_tokens();
-    assert!(issued.len() >= 3, "an access, an extension and a stream token: {issued:?}");
+    assert!(
+        issued.len() >= 3,
+        "an access, an extension and a stream token: {issued:?}"
+    );
     secrets.extend(issued);
     common::assert_nothing_reveals(&secrets, &[("the log", &log)]);
     assert!(

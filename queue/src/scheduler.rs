@@ -37,7 +37,9 @@ use crate::plan::{self, Plan};
 use crate::stats::{BucketStats, ClassCounts, QueueStats, Samples};
 
 /// Why a command is queued; decides its rank.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Class {
     /// Keeps a live stream alive; has a deadline.

@@ -75,7 +75,7 @@ fn millis(d: Duration) -> u64 {
 }
 
 /// Percentiles of recent samples in milliseconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Percentiles {
     /// Samples ever taken (the percentiles cover the most recent ones only).
     pub count: u64,
@@ -90,7 +90,7 @@ pub struct Percentiles {
 }
 
 /// A count per command class.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct ClassCounts {
     /// Stream extensions.
     pub extend: u64,
@@ -120,7 +120,7 @@ impl ClassCounts {
 }
 
 /// One budget bucket as operators see it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct BucketStats {
     /// `project`, `device:{id}:{command}` or `device:{id}:hour`.
     pub bucket: String,
@@ -156,7 +156,7 @@ impl BucketStats {
 }
 
 /// A snapshot of the command queue.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct QueueStats {
     /// Commands waiting, per class.
     pub depth: ClassCounts,

@@ -115,7 +115,7 @@ pub struct TrackState {
 }
 
 /// What the engine counts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct EngineStats {
     /// Sessions open now.
     pub sessions: usize,

@@ -88,7 +88,7 @@ pub struct PublisherSettings {
 }
 
 /// Where a camera's publication stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PublishState {
     /// Not published (the camera is not live).
@@ -103,7 +103,7 @@ pub enum PublishState {
 }
 
 /// A camera's publication as stats and the camera list show it.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
 pub struct PublishSnapshot {
     /// Where it stands.
     pub state: PublishState,
