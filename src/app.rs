@@ -225,6 +225,9 @@ impl Relay {
             camera.cancel.clone(),
         );
         self.spawn(task.instrument(span));
+        let monitor =
+            crate::media::availability::monitor(Arc::clone(camera), camera.cancel.clone());
+        self.spawn(monitor);
     }
 
     /// Publishes `camera` into the SFU whenever it is live and wanted there: by viewers (the

@@ -76,6 +76,8 @@ pub struct Camera {
     publish_demand: watch::Sender<usize>,
     /// Browser viewers watching now (see [`crate::viewer`]).
     pub viewers: std::sync::atomic::AtomicUsize,
+    /// Uptime, downtime and bitrate, fed by [`crate::media::availability::monitor`].
+    pub availability: std::sync::Mutex<crate::media::availability::Availability>,
     /// Stops the camera's tasks when it is removed.
     pub cancel: CancellationToken,
 }
@@ -101,6 +103,9 @@ impl Camera {
             demand,
             publish_demand: watch::channel(0).0,
             viewers: std::sync::atomic::AtomicUsize::new(0),
+            availability: std::sync::Mutex::new(crate::media::availability::Availability::new(
+                Instant::now(),
+            )),
             cancel,
         })
     }

@@ -64,6 +64,26 @@ pub const SERIES: &[(&str, Kind, &str)] = &[
         "1 while an upstream session delivers.",
     ),
     (
+        "camrelay_camera_uptime_seconds_total",
+        Kind::Counter,
+        "Seconds the camera was live since the relay started.",
+    ),
+    (
+        "camrelay_camera_downtime_seconds_total",
+        Kind::Counter,
+        "Seconds the camera was wanted but not live (starting, reconnecting, refused, at capacity).",
+    ),
+    (
+        "camrelay_camera_bitrate_bps",
+        Kind::Gauge,
+        "Incoming media bitrate over the last second, bits per second.",
+    ),
+    (
+        "camrelay_camera_bitrate_peak_bps",
+        Kind::Gauge,
+        "Highest one-second incoming bitrate, bits per second.",
+    ),
+    (
         "camrelay_camera_upstream_sessions_total",
         Kind::Counter,
         "Upstream sessions established.",
@@ -437,6 +457,19 @@ pub fn render(stats: &Stats) -> String {
         let m = &c.media;
         out.count("camrelay_camera_rtsp_clients", &cam, m.subscribers as u64);
         out.flag("camrelay_camera_connected", &cam, m.connected);
+        let a = &c.availability;
+        out.counter(
+            "camrelay_camera_uptime_seconds_total",
+            &cam,
+            a.uptime_ms / 1000,
+        );
+        out.counter(
+            "camrelay_camera_downtime_seconds_total",
+            &cam,
+            a.downtime_ms / 1000,
+        );
+        out.count("camrelay_camera_bitrate_bps", &cam, a.bitrate_bps);
+        out.count("camrelay_camera_bitrate_peak_bps", &cam, a.bitrate_peak_bps);
         out.counter("camrelay_camera_upstream_sessions_total", &cam, m.sessions);
         out.counter(
             "camrelay_camera_upstream_failures_total",

@@ -153,6 +153,8 @@ pub struct CameraStats {
     pub sfu: crate::sfu::publisher::PublishSnapshot,
     /// Browser viewers watching now.
     pub viewers: usize,
+    /// Uptime, downtime and incoming bitrate.
+    pub availability: crate::media::availability::AvailabilitySnapshot,
 }
 
 /// A Nest camera's lease.
@@ -204,6 +206,15 @@ pub struct NestStats {
     pub discovery_error: Option<String>,
 }
 
+fn availability(camera: &Camera, now: Instant) -> crate::media::availability::AvailabilitySnapshot {
+    let bytes = camera.media.stats.bytes_in.load(Ordering::Relaxed);
+    camera
+        .availability
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .snapshot(now, bytes)
+}
+
 fn millis_until(at: Option<Instant>, now: Instant) -> Option<u64> {
     at.map(|at| u64::try_from(at.saturating_duration_since(now).as_millis()).unwrap_or(u64::MAX))
 }
@@ -231,6 +242,7 @@ impl CameraStats {
                 media: MediaSnapshot::of(camera),
                 sfu: camera.publish.snapshot(),
                 viewers: camera.viewers.load(Ordering::Relaxed),
+                availability: availability(camera, now),
             },
             Source::Nest { device, lease, .. } => {
                 let status = lease.borrow().clone();
@@ -258,6 +270,7 @@ impl CameraStats {
                     media: MediaSnapshot::of(camera),
                     sfu: camera.publish.snapshot(),
                     viewers: camera.viewers.load(Ordering::Relaxed),
+                    availability: availability(camera, now),
                 }
             }
         }

@@ -2,6 +2,7 @@
 //! ([`packager`]) on a continuous timeline ([`timeline`]) and fanned out through the camera's
 //! [`hub`] to every sink. Audio for WebRTC is transcoded from AAC-LC to Opus ([`transcode`]).
 
+pub mod availability;
 pub mod frame;
 pub mod hub;
 pub mod packager;
