@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use camrelay_api_clients::nest::{NestClient, NestClientConfig, StreamUrl};
-use camrelay_config::{Config, NestConfig};
+use camrelay_config::{Config, NestConfig, StaticCamera};
 use camrelay_rtsp::server::Server;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -78,6 +78,12 @@ pub struct Relay {
     queue: Mutex<Option<(CancellationToken, tokio::task::JoinHandle<()>)>>,
     /// Everything else (HTTP, discovery).
     tasks: Mutex<JoinSet<()>>,
+    /// The static cameras in force (the configuration's, or a reload's).
+    static_cameras: Mutex<Vec<StaticCamera>>,
+    /// Wakes discovery before its interval (a reload).
+    rediscover: tokio::sync::Notify,
+    /// The relay's shutdown, parent of every camera's token.
+    shutdown: CancellationToken,
 }
 
 /// The WebRTC side of a running relay.
@@ -165,6 +171,7 @@ impl Relay {
                 ))),
                 Signaling::Whip { .. } => None,
             });
+        let config_cameras = config.cameras.clone();
         let relay = Arc::new(Self {
             registry,
             nest,
@@ -182,6 +189,9 @@ impl Relay {
             leases: Mutex::new(JoinSet::new()),
             queue: Mutex::new(queue),
             tasks: Mutex::new(JoinSet::new()),
+            static_cameras: Mutex::new(config_cameras),
+            rediscover: tokio::sync::Notify::new(),
+            shutdown: shutdown.clone(),
         });
         if let Some(task) = sfu_task {
             relay.spawn(async move {
@@ -246,30 +256,87 @@ impl Relay {
 
     fn register_static(&self, shutdown: &CancellationToken) {
         for cam in &self.config.cameras {
-            let url = StreamUrl::new(cam.url.clone());
-            let credentials = cam.username.clone().map(|username| Credentials {
-                username,
-                password: cam.password.clone().unwrap_or_default(),
-            });
-            let camera = Camera::new(
-                cam.id.clone(),
-                cam.name.clone(),
-                |_| Source::Static {
-                    url,
-                    credentials,
-                    tls_verify: cam.tls_verify,
-                },
-                shutdown.child_token(),
-                self.sfu.is_some(),
-            );
-            if cam.always_on {
-                self.keep_on(&camera);
-            }
-            self.start_ingest(&camera);
-            self.start_publisher(&camera);
-            // Static ids are unique (the configuration checks it).
-            let _ = self.registry.insert(camera);
+            self.add_static(cam, shutdown);
         }
+    }
+
+    /// Adds a static camera and starts its tasks; an id already in use (by a Nest camera, after
+    /// a reload) is refused with an error in the log.
+    fn add_static(&self, cam: &StaticCamera, shutdown: &CancellationToken) {
+        let url = StreamUrl::new(cam.url.clone());
+        let credentials = cam.username.clone().map(|username| Credentials {
+            username,
+            password: cam.password.clone().unwrap_or_default(),
+        });
+        let camera = Camera::new(
+            cam.id.clone(),
+            cam.name.clone(),
+            |_| Source::Static {
+                url,
+                credentials,
+                tls_verify: cam.tls_verify,
+            },
+            shutdown.child_token(),
+            self.sfu.is_some(),
+        );
+        if let Err(camera) = self.registry.insert(Arc::clone(&camera)) {
+            tracing::error!(camera = %camera.id, "a camera with this id exists already; the static camera is not added");
+            camera.cancel.cancel();
+            return;
+        }
+        if cam.always_on {
+            self.keep_on(&camera);
+        }
+        self.start_ingest(&camera);
+        self.start_publisher(&camera);
+    }
+
+    /// Applies a re-read configuration (SIGHUP): the static camera list changes without a
+    /// restart (cameras removed, added, or replaced when their settings changed; the others
+    /// keep their clients), Nest devices are discovered again now, and any other changed
+    /// setting is named in the log as needing a restart. Returns the names of those settings.
+    pub fn reload(&self, new: &Config) -> Vec<String> {
+        let shutdown = self.shutdown.clone();
+        let old = std::mem::replace(
+            &mut *self
+                .static_cameras
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+            new.cameras.clone(),
+        );
+        for cam in &old {
+            let kept = new.cameras.iter().any(|n| same_camera(cam, n));
+            if !kept {
+                tracing::info!(camera = %cam.id, "static camera removed or changed by reload");
+                self.remove_camera(&cam.id);
+            }
+        }
+        for cam in &new.cameras {
+            if !old.iter().any(|o| same_camera(o, cam)) {
+                tracing::info!(camera = %cam.id, "static camera added by reload");
+                self.add_static(cam, &shutdown);
+            }
+        }
+        self.rediscover.notify_one();
+        let is_camera =
+            |name: &str| name == "CAMRELAY_CAMERAS" || name.starts_with("CAMRELAY_CAMERA_");
+        let before: BTreeMap<String, String> = self
+            .config
+            .effective()
+            .into_iter()
+            .filter(|s| !is_camera(&s.name))
+            .map(|s| (s.name, s.value))
+            .collect();
+        let changed: Vec<String> = new
+            .effective()
+            .into_iter()
+            .filter(|s| !is_camera(&s.name) && before.get(&s.name) != Some(&s.value))
+            .map(|s| s.name)
+            .collect();
+        if !changed.is_empty() {
+            tracing::warn!(settings = %changed.join(", "), "these settings changed; they take effect at the next restart");
+        }
+        changed
     }
 
     fn keep_on(&self, camera: &Arc<Camera>) {
@@ -560,6 +627,19 @@ async fn start_sfu(
     ))
 }
 
+/// Whether two static camera entries are the same camera with the same settings.
+fn same_camera(a: &StaticCamera, b: &StaticCamera) -> bool {
+    use secrecy::ExposeSecret;
+    a.id == b.id
+        && a.name == b.name
+        && a.url == b.url
+        && a.username == b.username
+        && a.password.as_ref().map(ExposeSecret::expose_secret)
+            == b.password.as_ref().map(ExposeSecret::expose_secret)
+        && a.always_on == b.always_on
+        && a.tls_verify == b.tls_verify
+}
+
 fn start_nest(
     nest_config: &NestConfig,
     config: &Config,
@@ -653,6 +733,7 @@ async fn discover_forever(relay: Arc<Relay>, shutdown: CancellationToken) {
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(wait) => {}
+            () = relay.rediscover.notified() => {}
         }
     }
 }

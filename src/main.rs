@@ -126,10 +126,39 @@ fn with_runtime(
 async fn run(config: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let relay = Relay::start(config, shutdown.clone()).await?;
+    let reloads = tokio::spawn(reload_on_sighup(std::sync::Arc::clone(&relay)));
     wait_for_signal().await;
+    reloads.abort();
     shutdown.cancel();
     relay.stopped().await;
     Ok(())
+}
+
+/// Re-reads the configuration (the environment and `CAMRELAY_ENV_FILE`) on every SIGHUP and
+/// applies what can change without a restart; a configuration with errors is logged and
+/// ignored, the relay keeps running on the one it has.
+async fn reload_on_sighup(relay: std::sync::Arc<Relay>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; reloading is off");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            match Config::from_env() {
+                Ok(config) => {
+                    tracing::info!("SIGHUP: configuration re-read");
+                    relay.reload(&config);
+                }
+                Err(errors) => {
+                    tracing::error!(problems = errors.len(), errors = %errors, "SIGHUP: the new configuration is invalid; keeping the current one");
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    drop(relay);
 }
 
 async fn demo(options: DemoOptions) -> anyhow::Result<()> {

@@ -148,6 +148,10 @@ impl Config {
             None => out.push(var::ADMIN_ADDR, "CAMRELAY_HTTP_ADDR", "CAMRELAY_HTTP_ADDR"),
         }
         out.secret(var::ADMIN_TOKEN, self.admin.token.as_ref());
+        out.optional(
+            var::ENV_FILE,
+            self.env_file.as_ref().map(|path| path.display()),
+        );
         out.0
     }
 

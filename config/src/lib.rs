@@ -37,6 +37,7 @@ mod admin;
 mod cameras;
 pub mod defaults;
 mod effective;
+mod env_file;
 mod error;
 mod ingest;
 mod nest;
@@ -102,6 +103,9 @@ pub struct Config {
     pub viewer: ViewerConfig,
     /// `CAMRELAY_ADMIN_*`: the operator's endpoints.
     pub admin: AdminConfig,
+    /// `CAMRELAY_ENV_FILE`: the file more variables came from, re-read on SIGHUP (the
+    /// process environment wins over it).
+    pub env_file: Option<PathBuf>,
 }
 
 /// Logging: `CAMRELAY_LOG` and `CAMRELAY_LOG_FORMAT`.
@@ -164,6 +168,18 @@ impl Config {
                 vars.push(pair);
             }
         }
+        let vars = with_env_file(vars, &mut check);
+        Self::parse(vars, check)
+    }
+
+    /// [`Self::from_vars`], plus the variables of the file `CAMRELAY_ENV_FILE` names, if it
+    /// is among `vars` (read now: call again to re-read it).
+    pub fn from_vars_and_file<I>(vars: I) -> Result<Self, ConfigErrors>
+    where
+        I: IntoIterator<Item = (String, String)>,
+    {
+        let mut check = Check::default();
+        let vars = with_env_file(vars.into_iter().collect(), &mut check);
         Self::parse(vars, check)
     }
 
@@ -215,6 +231,31 @@ fn utf8_pair(check: &mut Check, name: OsString, value: OsString) -> Option<(Stri
     }
 }
 
+/// Adds the variables of `CAMRELAY_ENV_FILE` to `vars`; a variable set in both keeps the
+/// value of `vars` (the process environment), as with dotenv and Docker.
+fn with_env_file(mut vars: Vec<(String, String)>, check: &mut Check) -> Vec<(String, String)> {
+    let Some(path) = vars
+        .iter()
+        .find(|(name, value)| name == var::ENV_FILE && !value.trim().is_empty())
+        .map(|(_, value)| PathBuf::from(value.trim()))
+    else {
+        return vars;
+    };
+    match env_file::read(&path) {
+        Ok(from_file) => {
+            for (name, value) in from_file {
+                if name == var::ENV_FILE {
+                    check.error(var::ENV_FILE, "cannot be set in the file it names");
+                } else if !vars.iter().any(|(n, _)| *n == name) {
+                    vars.push((name, value));
+                }
+            }
+        }
+        Err(message) => check.error(var::ENV_FILE, message),
+    }
+    vars
+}
+
 /// Checks every section (each records its own problems), then the unknown
 /// names, and assembles the result; `None` after any bad value.
 fn build(check: &mut Check, input: &Input) -> Option<Config> {
@@ -237,6 +278,10 @@ fn build(check: &mut Check, input: &Input) -> Option<Config> {
     let webrtc = sfu::parse_webrtc(check, raw);
     let viewer = viewer::parse(check, raw);
     let admin = admin::parse(check, raw, general.as_ref().map(|g| g.http_addr));
+    let env_file = raw
+        .env_file
+        .as_deref()
+        .map(|path| PathBuf::from(path.trim()));
     for name in &input.unknown {
         let candidates = vars::KNOWN
             .iter()
@@ -270,6 +315,7 @@ fn build(check: &mut Check, input: &Input) -> Option<Config> {
         webrtc: webrtc?,
         viewer: viewer?,
         admin: admin?,
+        env_file,
     })
 }
 

@@ -103,6 +103,7 @@ fixed_variables! {
     MAX_VIEWERS => max_viewers,
     ADMIN_ADDR => admin_addr,
     ADMIN_TOKEN => admin_token,
+    ENV_FILE => env_file,
 }
 
 /// An environment sorted by kind of variable.

@@ -172,6 +172,7 @@ fn env_example_sets_exactly_the_variables_with_defaults() {
         // Its default is to share CAMRELAY_HTTP_ADDR.
         "CAMRELAY_ADMIN_ADDR",
         "CAMRELAY_ADMIN_TOKEN",
+        "CAMRELAY_ENV_FILE",
     ]
     .into();
     let expected: BTreeSet<String> = known_variables()
@@ -270,6 +271,7 @@ fn every_known_variable_is_read() {
         ("CAMRELAY_MAX_VIEWERS", "50"),
         ("CAMRELAY_ADMIN_ADDR", "127.0.0.1:9090"),
         ("CAMRELAY_ADMIN_TOKEN", "admin-token"),
+        ("CAMRELAY_ENV_FILE", "/etc/camrelay/camrelay.env"),
     ]);
     let whip = parse(&[
         ("CAMRELAY_RTSP_UDP", "false"),
@@ -1128,4 +1130,36 @@ fn arbitrary_values_never_panic() {
             let _ = Config::from_vars(vars);
         }
     }
+}
+
+#[test]
+fn an_env_file_adds_variables_the_environment_does_not_set() {
+    let path = std::env::temp_dir().join(format!("camrelay-env-{}.env", std::process::id()));
+    std::fs::write(
+        &path,
+        "# cameras\nCAMRELAY_CAMERAS=a=rtsp://h/a\nCAMRELAY_NEST_QPM=20\n",
+    )
+    .unwrap();
+    let file = path.display().to_string();
+    let config = Config::from_vars_and_file(vars(&[
+        ("CAMRELAY_ENV_FILE", file.as_str()),
+        ("CAMRELAY_CAMERAS", "b=rtsp://h/b"),
+    ]))
+    .unwrap();
+    // The environment wins; the file fills in.
+    assert_eq!(config.cameras.len(), 1);
+    assert_eq!(config.cameras[0].id, "b");
+    assert_eq!(config.env_file.as_deref(), Some(path.as_path()));
+    std::fs::write(
+        &path,
+        "CAMRELAY_CAMERAS=a=rtsp://h/a\nCAMRELAY_HTTP_ADDR=nowhere\n",
+    )
+    .unwrap();
+    let errors =
+        Config::from_vars_and_file(vars(&[("CAMRELAY_ENV_FILE", file.as_str())])).unwrap_err();
+    assert!(message(&errors, "CAMRELAY_HTTP_ADDR").contains("nowhere"));
+    std::fs::remove_file(&path).unwrap();
+    let errors =
+        Config::from_vars_and_file(vars(&[("CAMRELAY_ENV_FILE", file.as_str())])).unwrap_err();
+    assert!(message(&errors, "CAMRELAY_ENV_FILE").contains("cannot read"));
 }
