@@ -302,6 +302,8 @@ struct Session<'a> {
     publication: Option<Publication>,
     video_time: Unwrap,
     audio_time: Unwrap,
+    /// Undecodable AAC frames, logged as a count per interval.
+    aac_errors: crate::logging::Aggregated,
 }
 
 impl<'a> Session<'a> {
@@ -317,11 +319,13 @@ impl<'a> Session<'a> {
             publication: None,
             video_time: Unwrap::default(),
             audio_time: Unwrap::default(),
+            aac_errors: crate::logging::Aggregated::new("camera audio frames not transcoded"),
         }
     }
 
     /// Best-effort unpublish of what the session published.
     async fn close(&mut self) {
+        self.aac_errors.flush(Instant::now());
         if let Some(publication) = self.publication.take() {
             let stop = self.settings.signaling.unpublish(&publication);
             if tokio::time::timeout(UNPUBLISH_TIMEOUT, stop).await.is_err() {
@@ -577,7 +581,7 @@ impl<'a> Session<'a> {
                 };
                 opus.clear();
                 if let Err(e) = transcoder.push(&frame.data, frame.timestamp, opus) {
-                    tracing::debug!(error = %e, "AAC frame not transcoded");
+                    self.aac_errors.record(&e);
                     return;
                 }
                 for packet in opus.drain(..) {
