@@ -216,6 +216,12 @@ impl Relay {
         );
         relay.spawn(server);
         tracing::info!(http = %http_addr, rtsp = %relay.rtsp.local_addr(), cameras = relay.config.cameras.len(), nest = relay.nest.is_some(), "camrelay started");
+        let admin = &relay.config.admin;
+        if relay.config.viewer.auth_required() && admin.addr.is_none() && admin.token.is_none() {
+            tracing::warn!(
+                "viewers must authenticate, but /stats and /metrics are open on the same listener: set CAMRELAY_ADMIN_TOKEN or CAMRELAY_ADMIN_ADDR"
+            );
+        }
         Ok(relay)
     }
 
@@ -255,14 +261,21 @@ impl Relay {
     }
 
     fn register_static(&self, shutdown: &CancellationToken) {
+        let mut added = Vec::new();
         for cam in &self.config.cameras {
-            self.add_static(cam, shutdown);
+            if self.add_static(cam, shutdown) {
+                added.push(cam.clone());
+            }
         }
+        *self
+            .static_cameras
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = added;
     }
 
     /// Adds a static camera and starts its tasks; an id already in use (by a Nest camera, after
-    /// a reload) is refused with an error in the log.
-    fn add_static(&self, cam: &StaticCamera, shutdown: &CancellationToken) {
+    /// a reload) is refused with an error in the log. Returns whether it was added.
+    fn add_static(&self, cam: &StaticCamera, shutdown: &CancellationToken) -> bool {
         let url = StreamUrl::new(cam.url.clone());
         let credentials = cam.username.clone().map(|username| Credentials {
             username,
@@ -282,13 +295,14 @@ impl Relay {
         if let Err(camera) = self.registry.insert(Arc::clone(&camera)) {
             tracing::error!(camera = %camera.id, "a camera with this id exists already; the static camera is not added");
             camera.cancel.cancel();
-            return;
+            return false;
         }
         if cam.always_on {
             self.keep_on(&camera);
         }
         self.start_ingest(&camera);
         self.start_publisher(&camera);
+        true
     }
 
     /// Applies a re-read configuration (SIGHUP): the static camera list changes without a
@@ -297,16 +311,21 @@ impl Relay {
     /// setting is named in the log as needing a restart. Returns the names of those settings.
     pub fn reload(&self, new: &Config) -> Vec<String> {
         let shutdown = self.shutdown.clone();
-        let old = std::mem::replace(
-            &mut *self
-                .static_cameras
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-            new.cameras.clone(),
-        );
+        // Only cameras this relay added as static ones: a refused entry never removes the
+        // Nest camera that holds its id.
+        let mut statics = self
+            .static_cameras
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let old = std::mem::take(&mut *statics);
         for cam in &old {
-            let kept = new.cameras.iter().any(|n| same_camera(cam, n));
-            if !kept {
+            if new.cameras.iter().any(|n| same_camera(cam, n)) {
+                statics.push(cam.clone());
+            } else if self
+                .registry
+                .get(&cam.id)
+                .is_some_and(|c| matches!(c.source, Source::Static { .. }))
+            {
                 tracing::info!(camera = %cam.id, "static camera removed or changed by reload");
                 self.remove_camera(&cam.id);
             }
@@ -314,9 +333,12 @@ impl Relay {
         for cam in &new.cameras {
             if !old.iter().any(|o| same_camera(o, cam)) {
                 tracing::info!(camera = %cam.id, "static camera added by reload");
-                self.add_static(cam, &shutdown);
+                if self.add_static(cam, &shutdown) {
+                    statics.push(cam.clone());
+                }
             }
         }
+        drop(statics);
         self.rediscover.notify_one();
         let is_camera =
             |name: &str| name == "CAMRELAY_CAMERAS" || name.starts_with("CAMRELAY_CAMERA_");
@@ -411,12 +433,11 @@ impl Relay {
     async fn check_sfu(&self) -> Option<String> {
         let sfu = self.sfu.as_ref()?;
         if let Some(embedded) = &sfu.embedded {
-            return embedded
-                .sfu
-                .stats()
-                .await
-                .err()
-                .map(|_| "the embedded SFU has stopped".to_owned());
+            return match tokio::time::timeout(d::SFU_REQUEST_TIMEOUT, embedded.sfu.stats()).await {
+                Ok(Ok(_)) => None,
+                Ok(Err(_)) => Some("the embedded SFU has stopped".to_owned()),
+                Err(_) => Some("the embedded SFU does not answer".to_owned()),
+            };
         }
         let Signaling::Calls(client) = sfu.publisher.signaling.as_ref() else {
             return None;
@@ -447,7 +468,14 @@ impl Relay {
             }
         }
         let known = self.registry.nest_devices();
-        let statics: Vec<String> = self.config.cameras.iter().map(|c| c.id.clone()).collect();
+        // The static cameras in force now (a reload may have changed them).
+        let statics: Vec<String> = self
+            .static_cameras
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|c| c.id.clone())
+            .collect();
         let ids = camera::nest_ids(
             devices.iter().map(|d| (d.id.as_str(), d.display_name())),
             &statics,
@@ -480,7 +508,8 @@ impl Relay {
                 self.sfu.is_some(),
             );
             if self.registry.insert(Arc::clone(&camera)).is_err() {
-                // Not reachable: the id was checked above and only this task adds cameras.
+                // A reload added a static camera with this id meanwhile: it keeps it.
+                tracing::warn!(camera = %id, device = %device.id, "id taken meanwhile; the Nest camera is added at the next discovery");
                 camera.cancel.cancel();
                 continue;
             }

@@ -174,6 +174,7 @@ impl Camera {
                 }
             }
             tokio::select! {
+                () = self.cancel.cancelled() => return Err(StartError::Removed),
                 changed = live.changed() => if changed.is_err() {
                     return Err(StartError::Removed);
                 },

@@ -269,6 +269,21 @@ async fn the_watch_api_keeps_its_contract() {
         0,
         "an unauthorized watch starts nothing"
     );
+    // Another site's page cannot start a camera through a visitor's browser.
+    let cross = api
+        .http
+        .post(format!("{}/api/cameras/front-door/watch", api.base))
+        .header("authorization", &bearer)
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross.status(), 403);
+    assert_eq!(
+        nest.api.stats().generates,
+        0,
+        "a cross-site watch starts nothing"
+    );
 
     let (status, _, body) = api.send(Method::GET, "/api/cameras", auth, None).await;
     assert_eq!(status, 200);

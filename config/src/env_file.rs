@@ -29,7 +29,7 @@ pub(crate) fn parse(text: &str) -> Result<Vec<(String, String)>, String> {
                 .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
         {
             return Err(format!(
-                "line {}: {name:?} is not a variable name (A-Z, 0-9 and _)",
+                "line {}: not a variable name before '=' (A-Z, 0-9 and _)",
                 n + 1
             ));
         }

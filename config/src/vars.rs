@@ -125,6 +125,13 @@ impl Input {
         vars: impl IntoIterator<Item = (String, String)>,
         errors: &mut ConfigErrors,
     ) -> Self {
+        let vars: Vec<(String, String)> = vars.into_iter().collect();
+        let services: BTreeSet<String> = vars
+            .iter()
+            .filter(|(name, _)| name.starts_with(PREFIX))
+            .filter_map(|(name, _)| name.strip_suffix("_SERVICE_HOST"))
+            .map(str::to_owned)
+            .collect();
         let mut seen = BTreeSet::new();
         let mut fixed = Vec::new();
         let mut per_camera = BTreeMap::new();
@@ -141,7 +148,7 @@ impl Input {
                 if !value.trim().is_empty() {
                     fixed.push((name, value));
                 }
-            } else if kubernetes_service_link(&name) {
+            } else if kubernetes_service_link(&name, &services) {
                 // Not ours: Kubernetes sets these for a Service named `camrelay` (or
                 // `camrelay-…`) in the namespace, unless `enableServiceLinks: false`.
             } else if name.starts_with(CAMERA_PREFIX) {
@@ -158,33 +165,39 @@ impl Input {
     }
 }
 
-/// Whether `name` has the shape of a Kubernetes service link variable:
-/// `{SERVICE}_SERVICE_HOST`, `{SERVICE}_SERVICE_PORT[_{PORT NAME}]`, `{SERVICE}_PORT` or
-/// `{SERVICE}_PORT_{number}_{TCP|UDP|SCTP}[_PROTO|_PORT|_ADDR]`. No camrelay variable has
-/// one of these shapes.
-pub(crate) fn kubernetes_service_link(name: &str) -> bool {
-    if name.ends_with("_SERVICE_HOST")
-        || name.ends_with("_SERVICE_PORT")
-        || name.contains("_SERVICE_PORT_")
-        || name.ends_with("_PORT")
-    {
-        return true;
-    }
-    let Some(at) = name.rfind("_PORT_") else {
-        return false;
-    };
-    let mut parts = name[at + "_PORT_".len()..].split('_');
-    let number = parts
-        .next()
-        .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
-    let protocol = parts
-        .next()
-        .is_some_and(|p| matches!(p, "TCP" | "UDP" | "SCTP"));
-    let field = match parts.next() {
-        None => true,
-        Some(f) => matches!(f, "PROTO" | "PORT" | "ADDR") && parts.next().is_none(),
-    };
-    number && protocol && field
+/// Whether `name` is a Kubernetes service link variable of one of `services` (the prefixes
+/// `X` for which `X_SERVICE_HOST` is set: Kubernetes always sets it with the others):
+/// `X_SERVICE_HOST`, `X_SERVICE_PORT[_{PORT NAME}]`, `X_PORT` or
+/// `X_PORT_{number}_{TCP|UDP|SCTP}[_PROTO|_PORT|_ADDR]`. Keyed on the services present, so a
+/// typo such as `CAMRELAY_RTSP_PORT` is still reported.
+pub(crate) fn kubernetes_service_link(name: &str, services: &BTreeSet<String>) -> bool {
+    services.iter().any(|service| {
+        let Some(rest) = name.strip_prefix(service.as_str()) else {
+            return false;
+        };
+        if matches!(rest, "_SERVICE_HOST" | "_SERVICE_PORT" | "_PORT")
+            || rest
+                .strip_prefix("_SERVICE_PORT_")
+                .is_some_and(|p| !p.is_empty())
+        {
+            return true;
+        }
+        let Some(port) = rest.strip_prefix("_PORT_") else {
+            return false;
+        };
+        let mut parts = port.split('_');
+        let number = parts
+            .next()
+            .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+        let protocol = parts
+            .next()
+            .is_some_and(|p| matches!(p, "TCP" | "UDP" | "SCTP"));
+        let field = match parts.next() {
+            None => true,
+            Some(f) => matches!(f, "PROTO" | "PORT" | "ADDR") && parts.next().is_none(),
+        };
+        number && protocol && field
+    })
 }
 
 /// Hands the known, non-blank variables to envy. Every field is an

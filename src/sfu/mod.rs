@@ -21,7 +21,14 @@ pub(crate) fn crypto() -> Arc<CryptoProvider> {
     Arc::clone(PROVIDER.get_or_init(|| Arc::new(str0m::crypto::from_feature_flags())))
 }
 
-/// A random identifier: 32 hex digits (128 bits), like Cloudflare's session ids.
+/// A random identifier: 32 hex digits (128 bits), like Cloudflare's session ids. From the
+/// operating system's CSPRNG: these ids authorize (viewer ids) or are secrets (the embedded
+/// SFU's generated app secret).
 pub(crate) fn random_id() -> String {
-    format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        // Not reachable on the platforms we run on; never hand out a predictable id.
+        std::process::abort();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

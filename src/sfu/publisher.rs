@@ -197,6 +197,14 @@ pub async fn run(camera: Arc<Camera>, settings: PublisherSettings, cancel: Cance
         status.update(|s| s.state = PublishState::Connecting);
         let mut session = Session::new(&camera, &settings, description);
         let result = session.run(&cancel).await;
+        // Not published from here on: a watch must not pull from a session being closed.
+        status.update(|s| {
+            if s.state == PublishState::Published {
+                s.state = PublishState::Idle;
+            }
+            s.session_id = None;
+            s.tracks.clear();
+        });
         session.close().await;
         match result {
             Ok(()) => {
@@ -361,6 +369,12 @@ impl<'a> Session<'a> {
         let negotiated = shape(&self.description, transcoder.is_some())
             .context("the camera's description has no H.264 track")?;
 
+        // Watched from before signaling, so that a viewer leaving (or the camera going down)
+        // during the set-up is not missed.
+        let mut wanted = camera.watch_publish_demand();
+        let mut live = camera.media.watch_live();
+        let mut not_live_since = (!*live.borrow_and_update()).then(Instant::now);
+        let mut unwanted_since = (*wanted.borrow_and_update() == 0).then(Instant::now);
         let socket = bind(self.settings.candidate_ip).await?;
         let candidate_addr =
             SocketAddr::new(self.settings.candidate_ip, socket.local_addr()?.port());
@@ -420,10 +434,6 @@ impl<'a> Session<'a> {
         let mut buf = vec![0u8; MAX_DATAGRAM];
         let mut frames = None;
         let mut disconnected_since: Option<Instant> = None;
-        let mut not_live_since: Option<Instant> = None;
-        let mut unwanted_since: Option<Instant> = None;
-        let mut wanted = camera.watch_publish_demand();
-        let mut live = camera.media.watch_live();
         let mut descriptions = camera.media.watch_description();
         let mut opus = Vec::new();
         let mut counted_drops = 0;
@@ -484,11 +494,14 @@ impl<'a> Session<'a> {
             if disconnected_since.is_some_and(|t| t.elapsed() >= ICE_DISCONNECT_GRACE) {
                 bail!("the SFU stopped answering (ICE disconnected)");
             }
-            if not_live_since.is_some_and(|t| t.elapsed() >= UNPUBLISH_AFTER) {
+            // The watches' current values too: a change may be pending in the select below.
+            if not_live_since.is_some_and(|t| t.elapsed() >= UNPUBLISH_AFTER) && !*live.borrow() {
                 tracing::info!("camera down; unpublishing");
                 return Ok(());
             }
-            if unwanted_since.is_some_and(|t| t.elapsed() >= self.settings.idle_grace) {
+            if unwanted_since.is_some_and(|t| t.elapsed() >= self.settings.idle_grace)
+                && *wanted.borrow() == 0
+            {
                 tracing::info!("nobody watches; unpublishing");
                 return Ok(());
             }

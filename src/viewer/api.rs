@@ -153,6 +153,22 @@ pub async fn authenticate(
     request: Request,
     next: Next,
 ) -> Response {
+    // Another site's page must not start cameras (spending the Nest budget) through a
+    // visitor's browser, with or without the credentials it caches: modern browsers say
+    // where a request comes from.
+    if guard == Guard::Api
+        && request
+            .headers()
+            .get("sec-fetch-site")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"))
+    {
+        let body = ErrorBody {
+            error: "cross-site requests to the viewer API are refused".to_owned(),
+            code: "cross_site",
+            retry_after_s: None,
+        };
+        return (StatusCode::FORBIDDEN, Json(body)).into_response();
+    }
     let needed = match guard {
         Guard::Page => config.basic.is_some(),
         Guard::Api => config.auth_required(),

@@ -13,7 +13,7 @@
 pub mod api;
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -57,6 +57,30 @@ pub struct Viewers {
     registry: Arc<Registry>,
     settings: ViewerSettings,
     viewers: Mutex<HashMap<String, Arc<Viewer>>>,
+    /// Viewers served or being set up: what `max_viewers` bounds.
+    slots: Arc<AtomicUsize>,
+}
+
+/// One of the `max_viewers` places, held from the start of a watch until its viewer is
+/// released (a watch abandoned half-way gives it back when its future is dropped).
+#[derive(Debug)]
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(slots: &Arc<AtomicUsize>, max: usize) -> Option<Self> {
+        slots
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Self(Arc::clone(slots)))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// One browser watching one camera.
@@ -71,6 +95,7 @@ struct Viewer {
     last_beat: Mutex<Instant>,
     _demand: DemandGuard,
     _publish: PublishGuard,
+    _slot: Slot,
 }
 
 impl Drop for Viewer {
@@ -184,6 +209,7 @@ impl Viewers {
             registry,
             settings,
             viewers: Mutex::new(HashMap::new()),
+            slots: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -213,7 +239,7 @@ impl Viewers {
             .registry
             .get(camera_id)
             .ok_or_else(|| WatchError::NoCamera(camera_id.to_owned()))?;
-        if self.len() >= self.settings.max_viewers {
+        let Some(slot) = Slot::take(&self.slots, self.settings.max_viewers) else {
             return Err(WatchError::Unavailable {
                 code: "max_viewers",
                 reason: format!(
@@ -222,7 +248,7 @@ impl Viewers {
                 ),
                 retry_after: self.settings.timeout,
             });
-        }
+        };
         let demand = camera.acquire(true);
         let publish = camera.want_published();
         self.wait_started(&camera).await?;
@@ -304,6 +330,7 @@ impl Viewers {
             last_beat: Mutex::new(Instant::now()),
             _demand: demand,
             _publish: publish,
+            _slot: slot,
         });
         self.lock().insert(viewer_id.clone(), viewer);
         tracing::info!(camera = %camera_id, viewers = camera.viewers.load(Ordering::Relaxed), "viewer joined");
@@ -406,9 +433,10 @@ impl Viewers {
 
     /// Releases a viewer at once.
     pub fn leave(&self, camera_id: &str, viewer_id: &str) -> Result<(), WatchError> {
-        let viewer = self.viewer(camera_id, viewer_id)?;
-        self.lock().remove(viewer_id);
-        release(viewer, "left");
+        self.viewer(camera_id, viewer_id)?;
+        // Only what this call removed: a concurrent sweep may have released it already.
+        let removed = self.lock().remove(viewer_id).ok_or(WatchError::NoViewer)?;
+        release(removed, "left");
         Ok(())
     }
 
