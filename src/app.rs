@@ -342,18 +342,11 @@ impl Relay {
         self.rediscover.notify_one();
         let is_camera =
             |name: &str| name == "CAMRELAY_CAMERAS" || name.starts_with("CAMRELAY_CAMERA_");
-        let before: BTreeMap<String, String> = self
-            .config
-            .effective()
-            .into_iter()
-            .filter(|s| !is_camera(&s.name))
-            .map(|s| (s.name, s.value))
-            .collect();
+        // Secrets are compared too (a rotated token needs a restart), and listed by name only.
         let changed: Vec<String> = new
-            .effective()
+            .changed_since(&self.config)
             .into_iter()
-            .filter(|s| !is_camera(&s.name) && before.get(&s.name) != Some(&s.value))
-            .map(|s| s.name)
+            .filter(|name| !is_camera(name))
             .collect();
         if !changed.is_empty() {
             tracing::warn!(settings = %changed.join(", "), "these settings changed; they take effect at the next restart");

@@ -114,6 +114,11 @@ pub const SERIES: &[(&str, Kind, &str)] = &[
         "RTP packets built once for all RTSP clients.",
     ),
     (
+        "camrelay_camera_rtsp_packets_dropped_total",
+        Kind::Counter,
+        "RTP packets the camera's RTSP clients lost by falling behind (each then skipped to the next keyframe).",
+    ),
+    (
         "camrelay_camera_bytes_out_total",
         Kind::Counter,
         "Bytes of those packets.",
@@ -488,6 +493,11 @@ pub fn render(stats: &Stats) -> String {
         );
         out.counter("camrelay_camera_bytes_in_total", &cam, m.bytes_in);
         out.counter("camrelay_camera_packets_out_total", &cam, m.packets_out);
+        out.counter(
+            "camrelay_camera_rtsp_packets_dropped_total",
+            &cam,
+            m.packets_dropped,
+        );
         out.counter("camrelay_camera_bytes_out_total", &cam, m.bytes_out);
         if let Some(l) = &c.lease {
             if let Some(ms) = l.expires_in_ms {

@@ -102,6 +102,10 @@ pub struct MediaSnapshot {
     pub bytes_out: u64,
     /// Subscribers of the camera's packets now (RTSP clients playing).
     pub subscribers: usize,
+    /// RTP packets this camera's RTSP clients lost by falling behind (each then skipped to the
+    /// next keyframe), all clients together, since start. The WebRTC publisher's own drops are
+    /// `sfu.frames_dropped`.
+    pub packets_dropped: u64,
     /// The last upstream error, free of secrets.
     pub last_error: Option<String>,
 }
@@ -121,6 +125,7 @@ impl MediaSnapshot {
             packets_out: n(&m.packets_out),
             bytes_out: n(&m.bytes_out),
             subscribers: camera.media.subscribers(),
+            packets_dropped: camera.media.packets_dropped(),
             last_error: m.last_error(),
         }
     }

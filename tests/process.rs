@@ -177,6 +177,24 @@ async fn the_process_keeps_every_secret_out_of_its_logs_and_stops_on_sigterm() {
         assert!(event["level"].is_string(), "{line}");
     }
     assert!(log.contains("published to the SFU"), "the publisher ran");
+    // Each RTSP client logs in its own span, naming its address and its camera.
+    let playing: Vec<Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["message"] == "RTSP client playing")
+        .collect();
+    assert_eq!(playing.len(), 2, "two clients played: {playing:?}");
+    for event in &playing {
+        assert_eq!(event["span"]["name"], "rtsp_client", "{event}");
+        assert!(
+            event["span"]["peer"]
+                .as_str()
+                .unwrap()
+                .starts_with("127.0.0.1:")
+        );
+    }
+    assert_eq!(playing[0]["span"]["stream"], "lobby");
+    assert_eq!(playing[1]["span"]["stream"], "front-door");
     let mut secrets: Vec<String> = [
         CLIENT_SECRET,
         REFRESH_TOKEN,

@@ -24,7 +24,11 @@ fn signal(pid: u32, name: &str) {
 }
 
 async fn camera_ids(http: &str) -> Vec<String> {
-    let list: Value = reqwest::get(format!("http://{http}/api/cameras"))
+    // The token the relay started with: a rotated one takes effect at the next restart.
+    let list: Value = reqwest::Client::new()
+        .get(format!("http://{http}/api/cameras"))
+        .bearer_auth("viewer-token-1")
+        .send()
         .await
         .unwrap()
         .json()
@@ -64,7 +68,11 @@ async fn sighup_applies_the_static_camera_list_without_a_restart() {
     let dir = std::env::temp_dir().join(format!("camrelay-reload-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("camrelay.env");
-    std::fs::write(&file, format!("CAMRELAY_CAMERAS=a={url_a}\n")).unwrap();
+    std::fs::write(
+        &file,
+        format!("CAMRELAY_CAMERAS=a={url_a}\nCAMRELAY_VIEWER_TOKEN=viewer-token-1\n"),
+    )
+    .unwrap();
 
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_camrelay"))
         .arg("run")
@@ -111,8 +119,8 @@ async fn sighup_applies_the_static_camera_list_without_a_restart() {
     let rtsp = started["rtsp"].as_str().unwrap().to_owned();
     assert_eq!(camera_ids(&http).await, ["a"]);
 
-    // A client of `a` plays across the reload that adds `b` (and changes a setting that needs
-    // a restart).
+    // A client of `a` plays across the reload that adds `b` (and changes a setting and a
+    // secret that need a restart).
     let watching_a = {
         let url = format!("rtsp://{rtsp}/a");
         tokio::spawn(async move { ffprobe(&url, "tcp", 5).await })
@@ -120,7 +128,10 @@ async fn sighup_applies_the_static_camera_list_without_a_restart() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     std::fs::write(
         &file,
-        format!("CAMRELAY_CAMERAS=a={url_a};b={url_b}\nCAMRELAY_IDLE_GRACE=5s\n"),
+        format!(
+            "CAMRELAY_CAMERAS=a={url_a};b={url_b}\nCAMRELAY_IDLE_GRACE=5s\n\
+             CAMRELAY_VIEWER_TOKEN=viewer-token-2\n"
+        ),
     )
     .unwrap();
     signal(pid, "HUP");
@@ -129,10 +140,19 @@ async fn sighup_applies_the_static_camera_list_without_a_restart() {
     ffprobe(&format!("rtsp://{rtsp}/b"), "tcp", 2)
         .await
         .assert_sim_camera(25);
-    assert!(
-        log.lock().unwrap().contains("CAMRELAY_IDLE_GRACE"),
-        "the restart-only setting is named"
-    );
+    {
+        let log = log.lock().unwrap();
+        let named = log
+            .lines()
+            .find(|l| l.contains("take effect at the next restart"))
+            .unwrap_or_else(|| panic!("restart-only settings named: {log}"));
+        assert!(named.contains("CAMRELAY_IDLE_GRACE"), "{named}");
+        assert!(
+            named.contains("CAMRELAY_VIEWER_TOKEN"),
+            "a rotated secret too: {named}"
+        );
+        assert!(!log.contains("viewer-token-"), "by name only");
+    }
 
     // A broken file is refused; the relay keeps what it has.
     std::fs::write(&file, "CAMRELAY_CAMERAS=b=nowhere\n").unwrap();

@@ -4,11 +4,15 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use camrelay_sim::camera::{SimCamera, SimCameraConfig};
+use bytes::Bytes;
+use camrelay_sim::camera::{Fixture, SimCamera, SimCameraConfig};
 use common::media::{eventually, ffprobe, start_relay};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
 
 async fn sim_camera(config: SimCameraConfig) -> SimCamera {
     SimCamera::start(SimCameraConfig {
@@ -246,4 +250,134 @@ async fn an_rtsps_camera_is_verified_against_the_configured_ca() {
     ffprobe(&untrusted.url("unverified"), "tcp", 2)
         .await
         .assert_sim_camera(25);
+}
+
+/// A 640x360 camera of about 10 Mbps (noise keeps x264 from compressing it), so that a client
+/// that stops reading falls behind the bus's ring within seconds: 64 video frames at 30 fps and
+/// 100 AAC frames at 48 kHz, both 2.133 s.
+fn heavy_fixture() -> Arc<Fixture> {
+    let dir = std::env::temp_dir().join(format!("camrelay-heavy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (video, audio) = (dir.join("video.h264"), dir.join("audio.aac"));
+    let run = |args: &str, out: &std::path::Path| {
+        let status = std::process::Command::new("ffmpeg")
+            .args(["-v", "error", "-y"])
+            .args(args.split_whitespace())
+            .arg(out)
+            .status()
+            .unwrap();
+        assert!(status.success(), "ffmpeg making {}", out.display());
+    };
+    run(
+        "-f lavfi -i testsrc2=size=640x360:rate=30 -frames:v 64 -vf noise=alls=5:allf=t \
+         -c:v libx264 -preset ultrafast -profile:v main -bf 0 -pix_fmt yuv420p -qp 20 \
+         -x264-params keyint=30:min-keyint=30:scenecut=0:aud=1:repeat-headers=1 \
+         -bsf:v h264_mp4toannexb -f h264",
+        &video,
+    );
+    run(
+        "-f lavfi -i sine=frequency=440:sample_rate=48000 -frames:a 100 -c:a aac -ar 48000 \
+         -ac 1 -f adts",
+        &audio,
+    );
+    let read = |p: &std::path::Path| Bytes::from(std::fs::read(p).unwrap());
+    let fixture = Fixture::parse(&read(&video), &read(&audio), 30, 100);
+    let _ = std::fs::remove_dir_all(&dir);
+    Arc::new(fixture)
+}
+
+/// Reads one RTSP response head (and its body, if any) from `stream`.
+async fn response(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(stream.read_u8().await.unwrap());
+    }
+    let head = String::from_utf8(head).unwrap();
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .map_or(0, |n| n.trim().parse::<usize>().unwrap());
+    let mut body = vec![0; length];
+    stream.read_exact(&mut body).await.unwrap();
+    assert!(head.starts_with("RTSP/1.0 200"), "{head}");
+    head
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_loses_packets_without_slowing_the_others() {
+    let camera = sim_camera(SimCameraConfig {
+        fixture: Some(heavy_fixture()),
+        ..SimCameraConfig::default()
+    })
+    .await;
+    let cameras = format!("cam={}", camera.url("/cam"));
+    let relay = start_relay(&[
+        ("CAMRELAY_CAMERAS", &cameras),
+        ("CAMRELAY_CAMERA_CAM_ALWAYS_ON", "true"),
+    ])
+    .await;
+    let url = relay.url("cam");
+
+    // The slow client: a small receive window, and it stops reading once it plays.
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut slow = socket.connect(relay.relay.rtsp.local_addr()).await.unwrap();
+    slow.write_all(format!("DESCRIBE {url} RTSP/1.0\r\nCSeq: 1\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    response(&mut slow).await;
+    slow.write_all(
+        format!(
+            "SETUP {url}/trackID=0 RTSP/1.0\r\nCSeq: 2\r\n\
+             Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let setup = response(&mut slow).await;
+    let session = setup
+        .lines()
+        .find_map(|l| l.strip_prefix("Session: "))
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    slow.write_all(
+        format!("PLAY {url} RTSP/1.0\r\nCSeq: 3\r\nSession: {session}\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    response(&mut slow).await;
+    let cam = relay.camera("cam");
+    let stalled_at = cam.media.stats.packets_out.load(Ordering::Relaxed);
+
+    // Meanwhile another client decodes every frame.
+    ffprobe(&url, "tcp", 3).await.assert_sim_camera(50);
+    assert_eq!(
+        cam.media.packets_dropped(),
+        0,
+        "nothing is lost before it reads again"
+    );
+
+    // Far more than the ring and both socket buffers hold has gone by.
+    let ring = camrelay_rtsp::bus::RING_CAPACITY as u64;
+    eventually(Duration::from_secs(20), "the camera ran ahead", || {
+        cam.media.stats.packets_out.load(Ordering::Relaxed) > stalled_at + 4 * ring
+    })
+    .await;
+    // It reads again: the server finds it fell behind, counts the loss and skips it ahead.
+    let reader = tokio::spawn(async move {
+        let mut buf = vec![0; 64 * 1024];
+        while slow.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+    });
+    eventually(Duration::from_secs(10), "the loss counted", || {
+        cam.media.packets_dropped() > 0
+    })
+    .await;
+    let stats = camrelay::http::collect(&relay.relay).await;
+    assert!(stats.cameras[0].media.packets_dropped >= cam.media.packets_dropped() - 1);
+    assert_eq!(stats.cameras[0].media.subscribers, 1, "it still plays");
+    reader.abort();
 }

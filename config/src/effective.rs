@@ -9,6 +9,7 @@
 //! UDP off) is shown as `(not used)`.
 //! Secrets show as `[redacted]`; camera URLs never carry credentials.
 
+use std::collections::BTreeMap;
 use std::fmt::{self, Display};
 
 use secrecy::SecretString;
@@ -110,6 +111,41 @@ impl Config {
     /// [`known_variables`](crate::known_variables) order, each camera's
     /// `CAMRELAY_CAMERA_<KEY>_*` variables following `CAMRELAY_CAMERAS`.
     pub fn effective(&self) -> Vec<Setting> {
+        self.settings().list
+    }
+
+    /// The names of the settings whose effective value differs between `old` and `self`,
+    /// secrets included (they are compared, never listed), in [`Config::effective`] order.
+    pub fn changed_since(&self, old: &Config) -> Vec<String> {
+        use secrecy::ExposeSecret;
+        let (new, old) = (self.settings(), old.settings());
+        let before: BTreeMap<&str, &str> = old
+            .list
+            .iter()
+            .map(|s| (s.name.as_str(), s.value.as_str()))
+            .collect();
+        let secret_before: BTreeMap<&str, &str> = old
+            .secrets
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.expose_secret()))
+            .collect();
+        let secret_now: BTreeMap<&str, &str> = new
+            .secrets
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.expose_secret()))
+            .collect();
+        new.list
+            .into_iter()
+            .filter(|s| {
+                let name = s.name.as_str();
+                before.get(name) != Some(&s.value.as_str())
+                    || secret_before.get(name) != secret_now.get(name)
+            })
+            .map(|s| s.name)
+            .collect()
+    }
+
+    fn settings(&self) -> Settings {
         let mut out = Settings::default();
         out.push(var::HTTP_ADDR, self.http_addr, d::HTTP_ADDR);
         out.push(var::RTSP_ADDR, self.rtsp_addr, d::RTSP_ADDR);
@@ -152,7 +188,7 @@ impl Config {
             var::ENV_FILE,
             self.env_file.as_ref().map(|path| path.display()),
         );
-        out.0
+        out
     }
 
     fn cameras(&self, out: &mut Settings) {
@@ -355,7 +391,11 @@ fn not_used(out: &mut Settings, names: &[&str]) {
 
 /// The listing under construction.
 #[derive(Debug, Default)]
-struct Settings(Vec<Setting>);
+struct Settings {
+    list: Vec<Setting>,
+    /// The set secrets by name, only to notice that one changed (never displayed).
+    secrets: Vec<(String, SecretString)>,
+}
 
 impl Settings {
     /// A value and its default, compared as written.
@@ -366,7 +406,7 @@ impl Settings {
         } else {
             Source::Environment
         };
-        self.0.push(Setting {
+        self.list.push(Setting {
             name: name.to_owned(),
             value,
             source,
@@ -387,5 +427,8 @@ impl Settings {
 
     fn secret(&mut self, name: &str, value: Option<&SecretString>) {
         self.optional(name, value.map(|_| REDACTED));
+        if let Some(value) = value {
+            self.secrets.push((name.to_owned(), value.clone()));
+        }
     }
 }

@@ -1163,3 +1163,41 @@ fn an_env_file_adds_variables_the_environment_does_not_set() {
         Config::from_vars_and_file(vars(&[("CAMRELAY_ENV_FILE", file.as_str())])).unwrap_err();
     assert!(message(&errors, "CAMRELAY_ENV_FILE").contains("cannot read"));
 }
+
+#[test]
+fn a_changed_secret_is_noticed_by_name_only() {
+    let base: Vec<(&str, &str)> = NEST_CREDENTIALS
+        .iter()
+        .chain(CALLS_CREDENTIALS)
+        .copied()
+        .chain([("CAMRELAY_ADMIN_TOKEN", "admin-token-1")])
+        .collect();
+    let old = Config::from_vars(vars(&base)).unwrap();
+    assert!(old.changed_since(&old).is_empty());
+
+    let mut rotated = base.clone();
+    for (name, value) in &mut rotated {
+        match *name {
+            "CAMRELAY_NEST_REFRESH_TOKEN" => *value = "refresh-token-2",
+            "CAMRELAY_CALLS_APP_SECRET" => *value = "app-secret-2",
+            _ => {}
+        }
+    }
+    rotated.retain(|(name, _)| *name != "CAMRELAY_ADMIN_TOKEN");
+    rotated.push(("CAMRELAY_IDLE_GRACE", "1m"));
+    let new = Config::from_vars(vars(&rotated)).unwrap();
+    let changed = new.changed_since(&old);
+    assert_eq!(
+        changed,
+        [
+            "CAMRELAY_IDLE_GRACE",
+            "CAMRELAY_NEST_REFRESH_TOKEN",
+            "CAMRELAY_CALLS_APP_SECRET",
+            "CAMRELAY_ADMIN_TOKEN",
+        ]
+    );
+    let listed = format!("{changed:?}");
+    for secret in ["refresh-token", "app-secret", "admin-token"] {
+        assert!(!listed.contains(secret), "{listed}");
+    }
+}

@@ -9,6 +9,7 @@
 //! instead of waiting for the next one.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::broadcast::{self, error::RecvError};
@@ -54,6 +55,8 @@ struct Inner<T> {
     gop: Mutex<Gop<T>>,
     tx: broadcast::Sender<T>,
     max_gop_bytes: usize,
+    /// Items all subscribers together lost by falling behind, since the bus was made.
+    dropped: Arc<AtomicU64>,
 }
 
 /// A camera's bus. Cheap to clone.
@@ -89,6 +92,7 @@ impl<T: Unit> Bus<T> {
                 }),
                 tx,
                 max_gop_bytes,
+                dropped: Arc::new(AtomicU64::new(0)),
             }),
         }
     }
@@ -147,12 +151,19 @@ impl<T: Unit> Bus<T> {
             // Without a cached GOP, start at the next keyframe.
             skipping: gop.items.is_empty(),
             dropped: 0,
+            bus_dropped: Arc::clone(&self.inner.dropped),
         }
     }
 
     /// Subscribers now.
     pub fn subscribers(&self) -> usize {
         self.inner.tx.receiver_count()
+    }
+
+    /// Items its subscribers lost by falling behind, all of them together, since the bus was
+    /// made (counted as they are lost, not when a subscriber ends).
+    pub fn dropped(&self) -> u64 {
+        self.inner.dropped.load(Ordering::Relaxed)
     }
 }
 
@@ -163,6 +174,8 @@ pub struct Subscriber<T: Unit> {
     rx: broadcast::Receiver<T>,
     skipping: bool,
     dropped: u64,
+    /// The bus's running total, shared by all its subscribers.
+    bus_dropped: Arc<AtomicU64>,
 }
 
 impl<T: Unit> Subscriber<T> {
@@ -181,10 +194,7 @@ impl<T: Unit> Subscriber<T> {
                     self.skipping = false;
                     return Some(item);
                 }
-                Err(RecvError::Lagged(missed)) => {
-                    self.dropped += missed;
-                    self.skipping = true;
-                }
+                Err(RecvError::Lagged(missed)) => self.lagged(missed),
                 Err(RecvError::Closed) => return None,
             }
         }
@@ -204,13 +214,17 @@ impl<T: Unit> Subscriber<T> {
                     self.skipping = false;
                     return Some(item);
                 }
-                Err(broadcast::error::TryRecvError::Lagged(missed)) => {
-                    self.dropped += missed;
-                    self.skipping = true;
-                }
+                Err(broadcast::error::TryRecvError::Lagged(missed)) => self.lagged(missed),
                 Err(_) => return None,
             }
         }
+    }
+
+    /// It fell `missed` items behind: count them and resume at the next keyframe.
+    fn lagged(&mut self, missed: u64) {
+        self.dropped += missed;
+        self.bus_dropped.fetch_add(missed, Ordering::Relaxed);
+        self.skipping = true;
     }
 
     /// The cached items this subscriber will receive first.
@@ -280,6 +294,16 @@ mod tests {
         assert_eq!(slow.recv().await, Some(Item(10, true)));
         assert_eq!(slow.recv().await, Some(Item(11, false)));
         assert!(slow.dropped() > 0);
+        // The bus counts the loss at once, while the subscriber still plays.
+        assert_eq!(bus.dropped(), slow.dropped());
+        let mut fast = bus.subscribe();
+        bus.publish(Item(12, false));
+        assert_eq!(fast.try_recv(), Some(Item(10, true)));
+        assert_eq!(
+            bus.dropped(),
+            slow.dropped(),
+            "a keeping-up subscriber adds nothing"
+        );
     }
 
     #[tokio::test]

@@ -237,7 +237,10 @@ async fn accept(listener: TcpListener, shared: Arc<Shared>, shutdown: Cancellati
                 shared.stats.connections.fetch_add(1, Ordering::Relaxed);
                 let shared = Arc::clone(&shared);
                 let shutdown = shutdown.clone();
-                let span = tracing::debug_span!("rtsp", %peer);
+                // One span per client: everything logged for it names its address and, once it
+                // asks for one, the stream.
+                let span =
+                    tracing::info_span!("rtsp_client", %peer, stream = tracing::field::Empty);
                 tokio::spawn(tracing::Instrument::instrument(
                     async move {
                         shared
@@ -424,6 +427,7 @@ impl Connection {
                 .stats
                 .packets_dropped
                 .fetch_add(sub.dropped(), Ordering::Relaxed);
+            tracing::info!(dropped = sub.dropped(), "RTSP client left");
         }
     }
 
@@ -581,6 +585,7 @@ impl Connection {
     ) -> Result<Arc<dyn Source>, Response<Vec<u8>>> {
         let url = parsed.url.as_ref();
         let query = url.and_then(Url::query);
+        tracing::Span::current().record("stream", path.trim_start_matches('/'));
         let opening = self.shared.mounts.open(path, query);
         match tokio::time::timeout(self.shared.config.open_timeout, opening).await {
             Ok(Ok(source)) => Ok(source),
@@ -814,6 +819,15 @@ impl Connection {
         }
         if session.playing.is_none() {
             session.playing = Some(session.source.subscribe());
+            let udp = session
+                .tracks
+                .iter()
+                .flatten()
+                .any(|d| matches!(d, Delivery::Udp { .. }));
+            tracing::info!(
+                transport = if udp { "udp" } else { "tcp" },
+                "RTSP client playing"
+            );
         }
         let base = url.map(|mut u| {
             u.set_query(None);

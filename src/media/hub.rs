@@ -169,4 +169,9 @@ impl Hub {
     pub fn subscribers(&self) -> usize {
         self.bus.subscribers()
     }
+
+    /// RTP packets the camera's RTSP clients lost by falling behind, all together, since start.
+    pub fn packets_dropped(&self) -> u64 {
+        self.bus.dropped()
+    }
 }

@@ -332,8 +332,16 @@ impl Viewers {
             _publish: publish,
             _slot: slot,
         });
+        let session_id = viewer.session.id().to_owned();
         self.lock().insert(viewer_id.clone(), viewer);
-        tracing::info!(camera = %camera_id, viewers = camera.viewers.load(Ordering::Relaxed), "viewer joined");
+        // The viewer's SFU session names it in the logs; its viewer id is its handle on the
+        // API and stays out of them.
+        tracing::info!(
+            camera = %camera_id,
+            session = %session_id,
+            viewers = camera.viewers.load(Ordering::Relaxed),
+            "viewer joined"
+        );
         Ok(WatchOffer {
             viewer_id,
             offer: Sdp {
@@ -477,7 +485,12 @@ impl Viewers {
 /// Drops a viewer's demands now and closes its SFU tracks in the background (best effort: the
 /// SFU also drops a session whose browser went away).
 fn release(viewer: Arc<Viewer>, why: &'static str) {
-    tracing::info!(camera = %viewer.camera.id, why, "viewer released");
+    tracing::info!(
+        camera = %viewer.camera.id,
+        session = viewer.session.id(),
+        why,
+        "viewer released"
+    );
     let session = viewer.session.clone();
     let mids = viewer.mids.clone();
     drop(viewer);
