@@ -56,34 +56,31 @@ pub const FRAME_TICKS: u32 = OPUS_CLOCK_RATE / 1000 * FRAME_DURATION_MS;
 /// or 48 kHz). Other rates are resampled to [`OPUS_CLOCK_RATE`].
 pub const OPUS_NATIVE_RATES: [u32; 5] = [8_000, 12_000, 16_000, 24_000, 48_000];
 
-/// `OPUS_APPLICATION_VOIP`: camera audio is speech and room noise, listened to for what is said.
-/// VoIP mode tunes the encoder for intelligibility and favours SILK and hybrid coding, the modes
-/// that carry in-band FEC; `Audio` aims at fidelity for music and, with FEC on, measured no
-/// cheaper.
-pub const OPUS_APPLICATION: Application = Application::Voip;
+/// `OPUS_APPLICATION_RESTRICTED_LOWDELAY`: CELT only, full-band (20 kHz audio bandwidth). Chosen
+/// by measurement (`examples/transcode_bench.rs`, docs/BENCHMARKS.md): on a 2-core EPYC VM the
+/// whole transcoder (AAC decode included) costs about 0.3% of one core for 48 kHz mono, against
+/// about 0.5% for `VOIP`, whose SILK and hybrid modes (the only ones with in-band FEC) also
+/// resample to 16 kHz and code wide-band only. The product budget is 1% of one core per camera,
+/// video included. CELT's price: no in-band FEC and no DTX; a lost packet is concealed by the
+/// browser's decoder (packet loss concealment), which covers a single 20 ms gap well.
+pub const OPUS_APPLICATION: Application = Application::LowDelay;
 
-/// Target bitrate per channel (32 kb/s mono, 64 kb/s stereo), variable bitrate. At
-/// [`OPUS_COMPLEXITY`] the encoder stays wide-band and uses less (about 25 kb/s mono, 47 kb/s
-/// stereo, FEC included); the target leaves room for it to go further when it can.
+/// Target bitrate per channel (32 kb/s mono, 64 kb/s stereo), variable bitrate: ample for
+/// full-band CELT on speech and room sound.
 pub const OPUS_BITRATE_PER_CHANNEL: i32 = 32_000;
 
-/// Encoder complexity (0–10), chosen by measurement (`examples/transcode_bench.rs`, recorded in
-/// docs/BENCHMARKS.md). With in-band FEC on, libopus codes in SILK or hybrid mode; on a 2-core
-/// EPYC VM the whole transcoder (AAC decode included) costs, for 48 kHz mono, about 0.5% of one
-/// core at complexity 0–1, 0.9% at 2 (where it switches to full-band hybrid) and 1.2% at 5. The
-/// product budget is 1% of one core per camera, video included, so 1: wide-band (8 kHz audio
-/// bandwidth), which carries speech and room sound well.
-pub const OPUS_COMPLEXITY: i32 = 1;
+/// Encoder complexity (0–10). In CELT-only mode it costs little (0.27% of a core at 0, 0.32%
+/// at 5, 0.48% at 10 in the benchmark), and 5 is the lowest that runs CELT's pitch pre-filter
+/// analysis, which helps voiced speech.
+pub const OPUS_COMPLEXITY: i32 = 5;
 
-/// In-band forward error correction (LBRR, RFC 6716 §2.1.7): each packet carries a low-bitrate
-/// copy of the previous frame, so the browser recovers a single lost packet. Effective only
-/// together with a non-zero [`OPUS_EXPECTED_LOSS_PERCENT`].
-pub const OPUS_INBAND_FEC: bool = true;
+/// In-band forward error correction (LBRR, RFC 6716 §2.1.7). It exists only in SILK and hybrid
+/// modes, which [`OPUS_APPLICATION`] does not use, so it is off (see there for the trade).
+pub const OPUS_INBAND_FEC: bool = false;
 
-/// The packet loss the encoder plans for. libopus emits FEC only when this is above zero, and
-/// spends more of the bitrate on it the higher it is; 10% suits Wi-Fi viewers without starving
-/// the main signal. (FEC exists only in SILK and hybrid modes, which cost about twice the CPU of
-/// CELT alone: the price of surviving a lost packet.)
+/// The packet loss the encoder plans for. In CELT mode a non-zero value makes frames lean less
+/// on the previous one (less inter-frame energy prediction), so a loss spoils less of what
+/// follows; 10% suits Wi-Fi viewers.
 pub const OPUS_EXPECTED_LOSS_PERCENT: i32 = 10;
 
 /// The largest Opus packet of one frame: a one-byte TOC and at most 1275 bytes of frame
