@@ -24,14 +24,9 @@ for family in text_string_to_metric_families(sys.stdin.read()):
 print(json.dumps(samples))
 "#;
 
-fn python() -> String {
-    std::env::var("CAMRELAY_TEST_PYTHON")
-        .unwrap_or_else(|_| "/opt/camrelay-test-venv/bin/python".to_owned())
-}
-
 async fn parse(text: &str) -> Vec<Value> {
     use tokio::io::AsyncWriteExt;
-    let mut child = tokio::process::Command::new(python())
+    let mut child = tokio::process::Command::new(common::test_python())
         .args(["-c", PARSER])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

@@ -167,8 +167,7 @@ async fn stats_match_their_documented_schema() {
     let document: serde_json::Value = serde_json::from_str(&stats).unwrap();
     assert!(document["queue"].is_object() && document["embedded_sfu"].is_object());
 
-    let python = std::env::var("CAMRELAY_TEST_PYTHON")
-        .unwrap_or_else(|_| "/opt/camrelay-test-venv/bin/python".to_owned());
+    let python = common::test_python();
     let mut child = tokio::process::Command::new(python)
         .args(["-c", VALIDATOR, path])
         .stdin(std::process::Stdio::piped())

@@ -27,12 +27,6 @@ fn sfu_vars() -> Vec<(&'static str, &'static str)> {
     ]
 }
 
-/// The Python with aiortc: `CAMRELAY_TEST_PYTHON`, else the venv `.ci/run` makes.
-pub fn webrtc_python() -> String {
-    std::env::var("CAMRELAY_TEST_PYTHON")
-        .unwrap_or_else(|_| "/opt/camrelay-test-venv/bin/python".to_owned())
-}
-
 async fn published(camera: &Arc<Camera>, not: Option<&str>) -> PublishSnapshot {
     let mut snapshot = None;
     eventually(Duration::from_secs(30), "the camera is published", || {
@@ -50,7 +44,7 @@ async fn published(camera: &Arc<Camera>, not: Option<&str>) -> PublishSnapshot {
 /// Runs the aiortc viewer against the relay's embedded SFU.
 async fn view(http: std::net::SocketAddr, session: &str, tracks: &[String]) -> Value {
     let base = format!("http://{http}/sfu/v1");
-    let mut command = tokio::process::Command::new(webrtc_python());
+    let mut command = tokio::process::Command::new(common::test_python());
     command
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),

@@ -23,8 +23,7 @@ async fn the_embedded_sfu_conforms_to_the_calls_openapi_spec() {
         ("CAMRELAY_CALLS_APP_SECRET", SECRET),
     ])
     .await;
-    let python = std::env::var("CAMRELAY_TEST_PYTHON")
-        .unwrap_or_else(|_| "/opt/camrelay-test-venv/bin/python".to_owned());
+    let python = common::test_python();
     let support = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support");
     let url = format!("http://{}/sfu/v1", running.relay.http_addr);
     let mut command = tokio::process::Command::new(python);

@@ -18,13 +18,6 @@ use serde_json::Value;
 const SECRET: &str = "embedded-sfu-secret-5151";
 const VIEWER_TOKEN: &str = "viewer-token-7373";
 
-/// The Python that runs the Chromium driver: `CAMRELAY_TEST_PYTHON`, else the venv `.ci/run`
-/// makes.
-fn python() -> String {
-    std::env::var("CAMRELAY_TEST_PYTHON")
-        .unwrap_or_else(|_| "/opt/camrelay-test-venv/bin/python".to_owned())
-}
-
 /// Where tests leave files for people to look at (screenshots).
 fn artifacts() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
@@ -44,7 +37,7 @@ fn viewer_vars() -> Vec<(&'static str, &'static str)> {
 /// Runs `tests/support/chromium_viewer.py` with `args` and returns its JSON and whether it
 /// succeeded.
 async fn chromium(args: &[String]) -> (bool, Value) {
-    let mut command = tokio::process::Command::new(python());
+    let mut command = tokio::process::Command::new(common::test_python());
     command
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),

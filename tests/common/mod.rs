@@ -15,6 +15,13 @@ use camrelay_config::Config;
 use camrelay_sim::sdm::{self, FakeSdmConfig, FakeSdmHandle, FakeSdmStats};
 use tokio_util::sync::CancellationToken;
 
+/// The Python with aiortc and the other test packages: `CAMRELAY_TEST_PYTHON`, else the venv
+/// `.ci/run` makes.
+pub fn test_python() -> String {
+    std::env::var("CAMRELAY_TEST_PYTHON")
+        .unwrap_or_else(|_| "/opt/camrelay-test-venv/bin/python".to_owned())
+}
+
 /// A relay running against a fake SDM API.
 pub struct Running {
     /// The relay.
