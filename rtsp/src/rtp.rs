@@ -119,72 +119,93 @@ impl H264Packetizer {
     /// Packetizes one access unit (Annex B) with RTP timestamp `timestamp`. Parameter sets found
     /// in it are remembered. Returns no packets for an access unit without slices.
     pub fn packetize(&mut self, access_unit: &Bytes, timestamp: u32) -> Vec<Packet> {
-        let mut nals: Vec<Bytes> = h264::nal_units_shared(access_unit)
-            .into_iter()
-            .filter(|n| !matches!(h264::nal_type(n), Some(NAL_AUD | NAL_FILLER)))
-            .collect();
-        let sps = nals
-            .iter()
-            .find(|n| h264::nal_type(n) == Some(NAL_SPS))
-            .cloned();
-        let pps = nals
-            .iter()
-            .find(|n| h264::nal_type(n) == Some(NAL_PPS))
-            .cloned();
-        if let (Some(sps), Some(pps)) = (sps, pps) {
-            self.parameter_sets = Some((sps, pps));
-        }
-        let idr = nals.iter().any(|n| h264::nal_type(n) == Some(NAL_IDR));
-        let has_sps = nals.iter().any(|n| h264::nal_type(n) == Some(NAL_SPS));
-        if idr
-            && !has_sps
-            && let Some((sps, pps)) = &self.parameter_sets
-        {
-            nals.insert(0, pps.clone());
-            nals.insert(0, sps.clone());
-        }
-        if !nals
-            .iter()
-            .any(|n| matches!(h264::nal_type(n), Some(1..=5)))
-        {
-            return Vec::new();
-        }
+        self.packetize_nals(&h264::nal_units_shared(access_unit), timestamp)
+    }
+
+    /// [`H264Packetizer::packetize`] for an access unit already split into its NAL units (a
+    /// caller that needs them too scans the access unit once).
+    pub fn packetize_nals(&mut self, nals: &[Bytes], timestamp: u32) -> Vec<Packet> {
         let mut packets = Vec::new();
-        let last_nal = nals.len() - 1;
-        for (i, nal) in nals.iter().enumerate() {
-            let last = i == last_nal;
-            if nal.len() <= self.max_payload {
-                let mut buf = BytesMut::with_capacity(RTP_HEADER_LEN + nal.len());
-                self.header.write(&mut buf, last, timestamp);
-                buf.put_slice(nal);
-                packets.push(buf.freeze());
-            } else {
-                let indicator = (nal[0] & 0xe0) | FU_A;
-                let kind = nal[0] & 0x1f;
-                let chunks: Vec<&[u8]> = nal[1..].chunks(self.max_payload - 2).collect();
-                let last_chunk = chunks.len() - 1;
-                for (k, chunk) in chunks.iter().enumerate() {
-                    let start = if k == 0 { 0x80 } else { 0 };
-                    let end = if k == last_chunk { 0x40 } else { 0 };
-                    let mut buf = BytesMut::with_capacity(RTP_HEADER_LEN + 2 + chunk.len());
-                    self.header
-                        .write(&mut buf, last && k == last_chunk, timestamp);
-                    buf.put_u8(indicator);
-                    buf.put_u8(start | end | kind);
-                    buf.put_slice(chunk);
-                    packets.push(buf.freeze());
-                }
-            }
-        }
+        let mut header = self.header.clone();
+        let idr = self.payloads(nals, |prefix, body, marker| {
+            let mut buf = BytesMut::with_capacity(RTP_HEADER_LEN + prefix.len() + body.len());
+            header.write(&mut buf, marker, timestamp);
+            buf.put_slice(prefix);
+            buf.put_slice(body);
+            packets.push(buf.freeze());
+        });
+        self.header = header;
         packets
             .into_iter()
             .enumerate()
             .map(|(i, data)| Packet {
                 track: self.track,
                 data,
-                keyframe: idr && i == 0,
+                keyframe: idr == Some(true) && i == 0,
             })
             .collect()
+    }
+
+    /// The RTP payloads of one access unit (its NAL units), for a sender that writes its own headers
+    /// (the WebRTC publisher): `emit(prefix, body, marker)` is called once per packet, whose
+    /// payload is `prefix` followed by `body` (the prefix is empty for a single NAL unit and the
+    /// two FU-A bytes for a fragment), `marker` on the access unit's last packet. Parameter sets
+    /// are remembered and inserted as in [`H264Packetizer::packetize`]. Returns whether the
+    /// access unit is an IDR, or `None` (and emits nothing) when it holds no slice.
+    pub fn payloads(
+        &mut self,
+        nals: &[Bytes],
+        mut emit: impl FnMut(&[u8], &[u8], bool),
+    ) -> Option<bool> {
+        let mut nals: Vec<&Bytes> = nals
+            .iter()
+            .filter(|n| !matches!(h264::nal_type(n), Some(NAL_AUD | NAL_FILLER)))
+            .collect();
+        let sps = nals.iter().find(|n| h264::nal_type(n) == Some(NAL_SPS));
+        let pps = nals.iter().find(|n| h264::nal_type(n) == Some(NAL_PPS));
+        let has_sps = sps.is_some();
+        if let (Some(sps), Some(pps)) = (sps, pps)
+            && self
+                .parameter_sets
+                .as_ref()
+                .is_none_or(|(s, p)| s != *sps || p != *pps)
+        {
+            self.parameter_sets = Some(((*sps).clone(), (*pps).clone()));
+        }
+        let parameter_sets = self.parameter_sets.clone();
+        let idr = nals.iter().any(|n| h264::nal_type(n) == Some(NAL_IDR));
+        if idr
+            && !has_sps
+            && let Some((sps, pps)) = &parameter_sets
+        {
+            nals.insert(0, pps);
+            nals.insert(0, sps);
+        }
+        if !nals
+            .iter()
+            .any(|n| matches!(h264::nal_type(n), Some(1..=5)))
+        {
+            return None;
+        }
+        let last_nal = nals.len() - 1;
+        for (i, nal) in nals.iter().enumerate() {
+            let last = i == last_nal;
+            if nal.len() <= self.max_payload {
+                emit(&[], nal, last);
+            } else {
+                let indicator = (nal[0] & 0xe0) | FU_A;
+                let kind = nal[0] & 0x1f;
+                let mut chunks = nal[1..].chunks(self.max_payload - 2).peekable();
+                let mut start = 0x80;
+                while let Some(chunk) = chunks.next() {
+                    let final_chunk = chunks.peek().is_none();
+                    let end = if final_chunk { 0x40 } else { 0 };
+                    emit(&[indicator, start | end | kind], chunk, last && final_chunk);
+                    start = 0;
+                }
+            }
+        }
+        Some(idr)
     }
 }
 

@@ -2,6 +2,8 @@
 //! (the WebRTC publisher: its stack packetizes H.264 for a WebRTC-safe MTU, and AAC must be
 //! transcoded to Opus before it can go out at all).
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use camrelay_rtsp::bus::Unit;
 
@@ -28,6 +30,9 @@ pub struct Frame {
     pub kind: FrameKind,
     /// The payload (shared with the ingest, never copied).
     pub data: Bytes,
+    /// A video frame's NAL units (slices of `data`), found once by the packager so that no sink
+    /// scans the access unit again; `None` for audio.
+    pub nals: Option<Arc<[Bytes]>>,
     /// Its RTP timestamp on the camera's continuous timeline: 90 kHz for video, the AAC
     /// sample rate for audio. The same value the RTSP clients see.
     pub timestamp: u32,

@@ -103,12 +103,13 @@ impl Packager {
     /// Packetizes a video access unit (Annex B) at `elapsed` 90 kHz ticks of the session.
     pub fn video(&mut self, access_unit: &Bytes, elapsed: i64, now: Instant) -> Output {
         let mut output = Output::default();
-        // One pass over the access unit, allocating nothing (this runs for every frame).
+        // One pass over the access unit for every sink (this runs for every frame).
+        let nals = h264::nal_units_shared(access_unit);
         let (mut sps, mut pps) = (None, None);
-        for nal in h264::nal_units(access_unit) {
+        for nal in &nals {
             match h264::nal_type(nal) {
-                Some(NAL_SPS) if sps.is_none() => sps = Some(access_unit.slice_ref(nal)),
-                Some(NAL_PPS) if pps.is_none() => pps = Some(access_unit.slice_ref(nal)),
+                Some(NAL_SPS) if sps.is_none() => sps = Some(nal.clone()),
+                Some(NAL_PPS) if pps.is_none() => pps = Some(nal.clone()),
                 _ => {}
             }
         }
@@ -123,11 +124,12 @@ impl Packager {
             return output;
         }
         let ts = self.video_timeline.map(elapsed, now);
-        output.packets = self.video.packetize(access_unit, ts);
+        output.packets = self.video.packetize_nals(&nals, ts);
         let keyframe = output.packets.first().is_some_and(|p| p.keyframe);
         output.frame = Some(Frame {
             kind: FrameKind::Video { keyframe },
             data: access_unit.clone(),
+            nals: Some(nals.into()),
             timestamp: ts,
         });
         output
@@ -145,6 +147,7 @@ impl Packager {
             output.frame = Some(Frame {
                 kind: FrameKind::Audio,
                 data: frame.clone(),
+                nals: None,
                 timestamp: ts,
             });
         }

@@ -10,6 +10,7 @@ pub mod engine;
 pub mod net;
 pub mod publisher;
 pub mod signaling;
+pub mod udp;
 
 use std::sync::{Arc, OnceLock};
 

@@ -1,6 +1,12 @@
 //! Publishes one camera into the SFU: one `str0m` peer connection per camera while it is live,
-//! send-only H.264 (the camera's own access units, SPS/PPS before every IDR, packetized by
-//! str0m within a WebRTC-safe MTU) and Opus transcoded from the camera's AAC.
+//! send-only H.264 (the camera's own access units, SPS/PPS before every IDR, packetized within a
+//! WebRTC-safe MTU) and Opus transcoded from the camera's AAC.
+//!
+//! str0m runs in RTP mode: the relay packetizes with its own H.264 packetizer (the one RTSP
+//! clients' packets come from, whose start-code scan skips through slice data) and hands str0m
+//! finished payloads, which it protects (SRTP), sends and keeps for NACKs. In frame mode str0m
+//! copied every access unit, scanned it byte by byte and copied each payload twice more; RTP
+//! mode measured about a third less CPU for the video (docs/BENCHMARKS.md).
 //!
 //! The publication outlives upstream reconnects: while the camera reconnects, the peer
 //! connection stays up and simply sends nothing, and timestamps continue (they come from the
@@ -22,11 +28,13 @@ use std::time::Duration;
 use anyhow::{Context, anyhow, bail};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use camrelay_rtsp::media::{Codec, MediaDescription};
+use camrelay_rtsp::rtp::H264Packetizer;
 use serde::Serialize;
 use str0m::change::SdpAnswer;
 use str0m::format::Codec as RtcCodec;
-use str0m::media::{Direction, Frequency, KeyframeRequestKind, MediaKind, MediaTime, Mid, Pt};
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Pt};
 use str0m::net::{Protocol, Receive};
+use str0m::rtp::RtpWrite;
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
@@ -59,6 +67,12 @@ pub const UNPUBLISH_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The largest datagram read from the SFU.
 const MAX_DATAGRAM: usize = 2048;
+
+/// The largest RTP payload published: what str0m's own packetizer uses (its 1150-byte datagram
+/// target less the 16-byte SRTP tag, rounded down to the 16-byte cipher block). With the RTP
+/// header and its extensions the datagram stays well under the 1280 bytes every IPv6 path
+/// carries, and under the MTU of tunnels and VPNs.
+pub const WEBRTC_MAX_PAYLOAD: usize = 1120;
 
 /// The video track's name for a camera.
 pub fn video_track(camera_id: &str) -> String {
@@ -310,6 +324,12 @@ struct Session<'a> {
     publication: Option<Publication>,
     video_time: Unwrap,
     audio_time: Unwrap,
+    /// Turns access units into RTP payloads (its headers are not used: str0m writes its own).
+    video_payloads: H264Packetizer,
+    /// The next extended sequence numbers (random start with a zero rollover counter, as RFC
+    /// 3550 asks; str0m derives the SRTP index from them).
+    video_seq: u64,
+    audio_seq: u64,
     /// Undecodable AAC frames, logged as a count per interval.
     aac_errors: crate::logging::Aggregated,
 }
@@ -327,6 +347,10 @@ impl<'a> Session<'a> {
             publication: None,
             video_time: Unwrap::default(),
             audio_time: Unwrap::default(),
+            video_payloads: H264Packetizer::new(0, H264_PT, 0, 0)
+                .with_max_payload(WEBRTC_MAX_PAYLOAD),
+            video_seq: u64::from(fastrand::u16(..0x8000)),
+            audio_seq: u64::from(fastrand::u16(..0x8000)),
             aac_errors: crate::logging::Aggregated::new("camera audio frames not transcoded"),
         }
     }
@@ -425,13 +449,17 @@ impl<'a> Session<'a> {
         rtc.sdp_api()
             .accept_answer(pending, answer)
             .context("the SFU's answer does not fit our offer")?;
-        let video_pt = payload_type(&mut rtc, video_mid, RtcCodec::H264)?;
+        let video_pt = payload_type(&rtc, video_mid, RtcCodec::H264)?;
         let audio_pt = match audio_mid {
-            Some(mid) => Some((mid, payload_type(&mut rtc, mid, RtcCodec::Opus)?)),
+            Some(mid) => Some((mid, payload_type(&rtc, mid, RtcCodec::Opus)?)),
             None => None,
         };
 
         let mut buf = vec![0u8; MAX_DATAGRAM];
+        let mut batch = super::udp::Batch::new(&socket).context("UDP socket")?;
+        let wake = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(wake);
+        let mut armed_for: Option<std::time::Instant> = None;
         let mut frames = None;
         let mut disconnected_since: Option<Instant> = None;
         let mut descriptions = camera.media.watch_description();
@@ -444,10 +472,16 @@ impl<'a> Session<'a> {
                     bail!("the peer connection closed");
                 }
                 match rtc.poll_output().context("peer connection failed")? {
-                    Output::Timeout(t) => break t,
+                    Output::Timeout(t) => {
+                        batch.flush(&socket).await;
+                        break t;
+                    }
                     Output::Transmit(t) => {
                         // UDP: a full socket buffer loses the datagram, as the network would.
-                        let _ = socket.send_to(&t.contents, t.destination).await;
+                        if !batch.push(t.destination, &t.contents) {
+                            batch.flush(&socket).await;
+                            batch.push(t.destination, &t.contents);
+                        }
                     }
                     Output::Event(event) => match event {
                         Event::Connected => {
@@ -505,10 +539,16 @@ impl<'a> Session<'a> {
                 tracing::info!("nobody watches; unpublishing");
                 return Ok(());
             }
-            // A duration, not an instant: str0m runs on the wall clock, tokio's may be paused.
-            let wake = timeout
-                .saturating_duration_since(std::time::Instant::now())
-                .min(Duration::from_secs(1));
+            // One timer for the session, moved only when str0m's deadline moves (re-arming a
+            // fresh one on every frame showed in profiles). A duration, not an instant: str0m
+            // runs on the wall clock, tokio's may be paused.
+            if armed_for != Some(timeout) || wake.is_elapsed() {
+                let after = timeout
+                    .saturating_duration_since(std::time::Instant::now())
+                    .min(Duration::from_secs(1));
+                wake.as_mut().reset(Instant::now() + after);
+                armed_for = Some(timeout);
+            }
             tokio::select! {
                 () = cancel.cancelled() => return Ok(()),
                 () = gone.cancelled() => bail!("the SFU closed the session"),
@@ -519,7 +559,7 @@ impl<'a> Session<'a> {
                             .context("peer connection input failed")?;
                     }
                 }
-                () = tokio::time::sleep(wake) => {
+                () = &mut wake => {
                     rtc.handle_input(Input::Timeout(std::time::Instant::now()))
                         .context("peer connection timer failed")?;
                 }
@@ -578,13 +618,33 @@ impl<'a> Session<'a> {
         let now = std::time::Instant::now();
         match frame.kind {
             FrameKind::Video { .. } => {
-                let time = MediaTime::new(
-                    self.video_time.extend(frame.timestamp),
-                    Frequency::NINETY_KHZ,
-                );
-                if let Some(writer) = rtc.writer(video_mid)
-                    && writer.write(video_pt, now, time, &frame.data[..]).is_ok()
-                {
+                // RTP time wraps at 32 bits; the extended timeline keeps it continuous.
+                #[allow(clippy::cast_possible_truncation)]
+                let time = self.video_time.extend(frame.timestamp) as u32;
+                let mut api = rtc.direct_api();
+                let Some(stream) = api.stream_tx_by_mid(video_mid, None) else {
+                    return;
+                };
+                let seq = &mut self.video_seq;
+                let nals = frame.nals.as_deref().unwrap_or_default();
+                let sent = self.video_payloads.payloads(nals, |prefix, body, marker| {
+                    let payload: Arc<[u8]> = if prefix.is_empty() {
+                        Arc::from(body)
+                    } else {
+                        // Two copies, but each a memcpy: collecting byte by byte cost more.
+                        let mut joined = Vec::with_capacity(prefix.len() + body.len());
+                        joined.extend_from_slice(prefix);
+                        joined.extend_from_slice(body);
+                        Arc::from(joined)
+                    };
+                    stream.write_rtp(
+                        RtpWrite::new(video_pt, (*seq).into(), time, now, payload)
+                            .marker(marker)
+                            .nackable(true),
+                    );
+                    *seq += 1;
+                });
+                if sent.is_some() {
                     status.video_frames_out.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -597,16 +657,23 @@ impl<'a> Session<'a> {
                     self.aac_errors.record(&e);
                     return;
                 }
+                let mut api = rtc.direct_api();
+                let Some(stream) = api.stream_tx_by_mid(mid, None) else {
+                    return;
+                };
                 for packet in opus.drain(..) {
-                    let time = MediaTime::new(
-                        self.audio_time.extend(packet.timestamp),
-                        Frequency::FORTY_EIGHT_KHZ,
-                    );
-                    if let Some(writer) = rtc.writer(mid)
-                        && writer.write(pt, now, time, &packet.data[..]).is_ok()
-                    {
-                        status.audio_packets_out.fetch_add(1, Ordering::Relaxed);
-                    }
+                    #[allow(clippy::cast_possible_truncation)]
+                    let time = self.audio_time.extend(packet.timestamp) as u32;
+                    // Audio is not retransmitted: a resent packet would come too late to play.
+                    stream.write_rtp(RtpWrite::new(
+                        pt,
+                        self.audio_seq.into(),
+                        time,
+                        now,
+                        Arc::<[u8]>::from(&packet.data[..]),
+                    ));
+                    self.audio_seq += 1;
+                    status.audio_packets_out.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }
@@ -658,6 +725,7 @@ async fn bind(ip: IpAddr) -> anyhow::Result<UdpSocket> {
 fn build_rtc(shape: &Shape, candidate: SocketAddr) -> anyhow::Result<Rtc> {
     let mut config = Rtc::builder()
         .clear_codecs()
+        .set_rtp_mode(true)
         .set_crypto_provider(super::crypto());
     // The camera's own profile, packetization mode 1, no RTX (Cloudflare's publisher
     // registers none either; NACKs are answered from str0m's send buffer).
@@ -674,13 +742,17 @@ fn build_rtc(shape: &Shape, candidate: SocketAddr) -> anyhow::Result<Rtc> {
     Ok(rtc)
 }
 
-fn payload_type(rtc: &mut Rtc, mid: Mid, codec: RtcCodec) -> anyhow::Result<Pt> {
-    rtc.writer(mid)
-        .and_then(|w| {
-            w.payload_params()
-                .find(|p| p.spec().codec == codec)
-                .map(|p| p.pt())
-        })
+/// The payload type of `codec` on `mid`, if the SFU accepted it (we offered, so our payload
+/// types stand).
+fn payload_type(rtc: &Rtc, mid: Mid, codec: RtcCodec) -> anyhow::Result<Pt> {
+    let pt = rtc
+        .codec_config()
+        .params()
+        .iter()
+        .find(|p| p.spec().codec == codec)
+        .map(str0m::format::PayloadParams::pt);
+    let accepted = rtc.media(mid).map(str0m::media::Media::remote_pts);
+    pt.filter(|pt| accepted.is_some_and(|remote| remote.contains(pt)))
         .ok_or_else(|| anyhow!("the SFU did not accept {codec:?} on mid {mid}"))
 }
 
