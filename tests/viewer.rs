@@ -228,6 +228,7 @@ impl Api {
 async fn the_watch_api_keeps_its_contract() {
     let mut vars = viewer_vars();
     vars.push(("CAMRELAY_VIEWER_TOKEN", VIEWER_TOKEN));
+    vars.push(("CAMRELAY_MAX_VIEWERS", "1"));
     let nest = start_nest_relay(FakeSdmConfig::default(), &vars).await;
     let camera = nest.camera("front-door").await;
     let api = Api::new(nest.relay.http_addr);
@@ -320,6 +321,16 @@ async fn the_watch_api_keeps_its_contract() {
     let viewer = offer["viewer_id"].as_str().unwrap();
     assert_eq!(camera.viewers.load(Ordering::Relaxed), 1);
     let base = format!("/api/cameras/front-door/watch/{viewer}");
+
+    // CAMRELAY_MAX_VIEWERS is 1: a second viewer is told so, and starts nothing.
+    let (status, headers, body) = api
+        .send(Method::POST, "/api/cameras/front-door/watch", auth, None)
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert!(headers.contains_key("retry-after"));
+    let refusal: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(refusal["code"], "max_viewers", "{refusal}");
+    assert_eq!(camera.viewers.load(Ordering::Relaxed), 1);
 
     // Bad answers get 400, not a panic; a viewer of another camera is not found.
     let answer = format!("{base}/answer");

@@ -297,6 +297,17 @@ impl Viewers {
                 }
                 _ => WatchError::Sfu(format!("the SFU refused the camera's tracks: {e}")),
             })?;
+        // From here until the viewer is registered, a failure or an abandoned request (the
+        // browser gone, its future dropped) closes the pulled tracks instead of leaving them to
+        // the SFU's own timeout.
+        let mut pending = PendingTracks {
+            session: Some(session.clone()),
+            mids: pulled
+                .tracks
+                .iter()
+                .filter_map(|t| t.track.mid.clone())
+                .collect(),
+        };
         let offer = pulled
             .session_description
             .filter(|d| d.sdp_type == SdpType::Offer)
@@ -333,6 +344,7 @@ impl Viewers {
             _slot: slot,
         });
         let session_id = viewer.session.id().to_owned();
+        pending.session = None;
         self.lock().insert(viewer_id.clone(), viewer);
         // The viewer's SFU session names it in the logs; its viewer id is its handle on the
         // API and stays out of them.
@@ -482,6 +494,20 @@ impl Viewers {
     }
 }
 
+/// Tracks pulled for a viewer that is not registered yet: closed when dropped armed.
+struct PendingTracks {
+    session: Option<CallsSession>,
+    mids: Vec<String>,
+}
+
+impl Drop for PendingTracks {
+    fn drop(&mut self) {
+        if let Some(session) = self.session.take() {
+            close_tracks(session, std::mem::take(&mut self.mids));
+        }
+    }
+}
+
 /// Drops a viewer's demands now and closes its SFU tracks in the background (best effort: the
 /// SFU also drops a session whose browser went away).
 fn release(viewer: Arc<Viewer>, why: &'static str) {
@@ -494,10 +520,19 @@ fn release(viewer: Arc<Viewer>, why: &'static str) {
     let session = viewer.session.clone();
     let mids = viewer.mids.clone();
     drop(viewer);
+    close_tracks(session, mids);
+}
+
+/// Closes `mids` of `session` in the background (best effort, bounded).
+fn close_tracks(session: CallsSession, mids: Vec<String>) {
     if mids.is_empty() {
         return;
     }
-    tokio::spawn(async move {
+    // A drop outside the runtime (at exit) leaves them to the SFU's own timeout.
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move {
         let request = CloseTracksRequest::forced(mids);
         match tokio::time::timeout(CLOSE_TIMEOUT, session.close_tracks(&request)).await {
             Ok(Err(e)) => tracing::debug!(error = %e, "closing a viewer's tracks failed"),
