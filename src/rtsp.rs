@@ -87,6 +87,11 @@ impl Mounts for CameraMounts {
     ) -> BoxFuture<Result<Arc<dyn Source>, OpenError>> {
         let id = path.trim_matches('/');
         let camera = self.registry.get(id);
+        if let Some(camera) = &camera {
+            // The client's span names the camera once the path is known to be one: a path a
+            // client made up never reaches the log.
+            tracing::Span::current().record("camera", camera.id.as_str());
+        }
         Box::pin(async move {
             let camera = camera.ok_or(OpenError::NotFound)?;
             let guard = camera.acquire(true);

@@ -193,8 +193,8 @@ async fn the_process_keeps_every_secret_out_of_its_logs_and_stops_on_sigterm() {
                 .starts_with("127.0.0.1:")
         );
     }
-    assert_eq!(playing[0]["span"]["stream"], "lobby");
-    assert_eq!(playing[1]["span"]["stream"], "front-door");
+    assert_eq!(playing[0]["span"]["camera"], "lobby");
+    assert_eq!(playing[1]["span"]["camera"], "front-door");
     let mut secrets: Vec<String> = [
         CLIENT_SECRET,
         REFRESH_TOKEN,

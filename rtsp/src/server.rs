@@ -237,10 +237,11 @@ async fn accept(listener: TcpListener, shared: Arc<Shared>, shutdown: Cancellati
                 shared.stats.connections.fetch_add(1, Ordering::Relaxed);
                 let shared = Arc::clone(&shared);
                 let shutdown = shutdown.clone();
-                // One span per client: everything logged for it names its address and, once it
-                // asks for one, the stream.
+                // One span per client: everything logged for it names its address and, once
+                // the mounts know the stream asked for, its camera (the path itself is not
+                // logged: it is the client's input, and a stream URL's path can be a token).
                 let span =
-                    tracing::info_span!("rtsp_client", %peer, stream = tracing::field::Empty);
+                    tracing::info_span!("rtsp_client", %peer, camera = tracing::field::Empty);
                 tokio::spawn(tracing::Instrument::instrument(
                     async move {
                         shared
@@ -585,7 +586,6 @@ impl Connection {
     ) -> Result<Arc<dyn Source>, Response<Vec<u8>>> {
         let url = parsed.url.as_ref();
         let query = url.and_then(Url::query);
-        tracing::Span::current().record("stream", path.trim_start_matches('/'));
         let opening = self.shared.mounts.open(path, query);
         match tokio::time::timeout(self.shared.config.open_timeout, opening).await {
             Ok(Ok(source)) => Ok(source),
@@ -598,7 +598,7 @@ impl Connection {
                 reason,
                 retry_after,
             })) => {
-                tracing::info!(path, %reason, "RTSP stream unavailable");
+                tracing::info!(%reason, "RTSP stream unavailable");
                 let mut builder =
                     request::response(StatusCode::ServiceUnavailable, Some(parsed.cseq));
                 if let Some(after) = retry_after {
@@ -608,7 +608,7 @@ impl Connection {
                 Err(builder.build(Vec::new()))
             }
             Err(_) => {
-                tracing::info!(path, "RTSP stream did not start in time");
+                tracing::info!("RTSP stream did not start in time");
                 Err(
                     request::response(StatusCode::ServiceUnavailable, Some(parsed.cseq))
                         .build(Vec::new()),

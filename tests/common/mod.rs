@@ -175,7 +175,8 @@ pub async fn operator_views(relay: &Relay) -> (String, String) {
 pub fn assert_nothing_reveals(secrets: &[String], texts: &[(&str, &str)]) {
     for secret in secrets {
         for (what, text) in texts {
-            assert!(!text.contains(secret.as_str()), "{what} reveal {secret}");
+            let line = text.lines().find(|l| l.contains(secret.as_str()));
+            assert!(line.is_none(), "{what} reveal {secret}: {line:?}");
         }
     }
 }
