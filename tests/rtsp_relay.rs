@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use camrelay_sim::camera::{Fixture, SimCamera, SimCameraConfig};
-use common::media::{eventually, ffprobe, start_relay};
+use common::media::{RelayRunning, eventually, ffprobe, start_relay};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -21,6 +21,16 @@ async fn sim_camera(config: SimCameraConfig) -> SimCamera {
     })
     .await
     .unwrap()
+}
+
+/// A relay with the simulated camera's `/cam` as camera `cam`, always on.
+async fn always_on_relay(camera: &SimCamera) -> RelayRunning {
+    let cameras = format!("cam={}", camera.url("/cam"));
+    start_relay(&[
+        ("CAMRELAY_CAMERAS", &cameras),
+        ("CAMRELAY_CAMERA_CAM_ALWAYS_ON", "true"),
+    ])
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -98,12 +108,7 @@ async fn the_camera_is_released_after_the_idle_grace() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_clients_share_one_upstream_session() {
     let camera = sim_camera(SimCameraConfig::default()).await;
-    let cameras = format!("cam={}", camera.url("/cam"));
-    let relay = start_relay(&[
-        ("CAMRELAY_CAMERAS", &cameras),
-        ("CAMRELAY_CAMERA_CAM_ALWAYS_ON", "true"),
-    ])
-    .await;
+    let relay = always_on_relay(&camera).await;
     let url = relay.url("cam");
     let probes = futures_util::future::join_all((0..20).map(|i| {
         let url = url.clone();
@@ -310,12 +315,7 @@ async fn a_client_that_stops_reading_loses_packets_without_slowing_the_others() 
         ..SimCameraConfig::default()
     })
     .await;
-    let cameras = format!("cam={}", camera.url("/cam"));
-    let relay = start_relay(&[
-        ("CAMRELAY_CAMERAS", &cameras),
-        ("CAMRELAY_CAMERA_CAM_ALWAYS_ON", "true"),
-    ])
-    .await;
+    let relay = always_on_relay(&camera).await;
     let url = relay.url("cam");
 
     // The slow client: a small receive window, and it stops reading once it plays.

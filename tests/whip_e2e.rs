@@ -15,7 +15,7 @@ use std::time::Duration;
 use camrelay::camera::Camera;
 use camrelay::sfu::publisher::{PublishSnapshot, PublishState};
 use camrelay_sim::camera::{SimCamera, SimCameraConfig};
-use common::media::{RelayRunning, eventually, start_relay};
+use common::media::{RelayRunning, eventually, ready_port, start_relay};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout};
@@ -62,15 +62,7 @@ impl WhipServer {
             .spawn()
             .expect("aiortc runs (pip install aiortc)");
         let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-        let line = tokio::time::timeout(SERVER_START, stdout.next_line())
-            .await
-            .expect("the WHIP server starts")
-            .unwrap()
-            .expect("the WHIP server says READY");
-        let port = line
-            .strip_prefix("READY ")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected: {line}"));
+        let port = ready_port(&mut stdout, SERVER_START, "the WHIP server").await;
         Self {
             child,
             stdout,

@@ -172,11 +172,10 @@ impl H264Packetizer {
         {
             self.parameter_sets = Some(((*sps).clone(), (*pps).clone()));
         }
-        let parameter_sets = self.parameter_sets.clone();
         let idr = nals.iter().any(|n| h264::nal_type(n) == Some(NAL_IDR));
         if idr
             && !has_sps
-            && let Some((sps, pps)) = &parameter_sets
+            && let Some((sps, pps)) = &self.parameter_sets
         {
             nals.insert(0, pps);
             nals.insert(0, sps);

@@ -132,6 +132,23 @@ pub async fn ffprobe(url: &str, transport: &str, seconds: u32) -> Probe {
     }
 }
 
+/// Waits up to `limit` for a helper script's `READY <port>` line on `stdout` and returns the
+/// port; `what` names the helper in the panic.
+pub async fn ready_port(
+    stdout: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    limit: Duration,
+    what: &str,
+) -> u16 {
+    let line = tokio::time::timeout(limit, stdout.next_line())
+        .await
+        .unwrap_or_else(|_| panic!("{what} starts"))
+        .unwrap()
+        .unwrap_or_else(|| panic!("{what} says READY"));
+    line.strip_prefix("READY ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected: {line}"))
+}
+
 /// Waits for `condition`, checking every 20 ms, for at most `limit` (for state with no event
 /// to await, such as another process's connections).
 pub async fn eventually(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
@@ -220,15 +237,7 @@ impl GstCamera {
             .expect("gst-rtsp-server runs (apt-get install python3-gi gir1.2-gst-rtsp-server-1.0)");
         let stdout = child.stdout.take().unwrap();
         let mut lines = tokio::io::BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-            .await
-            .expect("gst-rtsp-server starts")
-            .unwrap()
-            .expect("gst-rtsp-server says READY");
-        let port = line
-            .strip_prefix("READY ")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected: {line}"));
+        let port = ready_port(&mut lines, Duration::from_secs(20), "gst-rtsp-server").await;
         Self {
             port,
             tls: args.contains(&"--tls-cert"),

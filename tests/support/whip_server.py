@@ -234,33 +234,33 @@ def new_resource(camera_id, offer_sdp):
     }
 
 
-async def consume_video(track, resource):
+async def consume(track, resource, record):
+    """Feeds every frame of `track` to `record(frame, resource)` until the track ends."""
     while True:
         try:
             frame = await track.recv()
         except MediaStreamError:
             return
-        resource["video_frames"] += 1
-        resource["width"], resource["height"] = frame.width, frame.height
-        size = [frame.width, frame.height]
-        if size not in resource["sizes"]:
-            resource["sizes"].append(size)
+        record(frame, resource)
 
 
-async def consume_audio(track, resource):
-    while True:
-        try:
-            frame = await track.recv()
-        except MediaStreamError:
-            return
-        resource["audio_frames"] += 1
-        resource["audio_rate"] = frame.sample_rate
-        resource["audio_channels"] = len(frame.layout.channels)
-        samples = array.array("h", bytes(frame.planes[0]))
-        resource["audio_square_sum"] += sum(float(v) * v for v in samples)
-        resource["audio_samples"] += len(samples)
-        resource["audio_rms"] = (math.sqrt(resource["audio_square_sum"]
-                                           / max(resource["audio_samples"], 1)) / 32768.0)
+def record_video(frame, resource):
+    resource["video_frames"] += 1
+    resource["width"], resource["height"] = frame.width, frame.height
+    size = [frame.width, frame.height]
+    if size not in resource["sizes"]:
+        resource["sizes"].append(size)
+
+
+def record_audio(frame, resource):
+    resource["audio_frames"] += 1
+    resource["audio_rate"] = frame.sample_rate
+    resource["audio_channels"] = len(frame.layout.channels)
+    samples = array.array("h", bytes(frame.planes[0]))
+    resource["audio_square_sum"] += sum(float(v) * v for v in samples)
+    resource["audio_samples"] += len(samples)
+    resource["audio_rms"] = (math.sqrt(resource["audio_square_sum"]
+                                       / max(resource["audio_samples"], 1)) / 32768.0)
 
 
 async def publish(request, camera_id):
@@ -275,8 +275,8 @@ async def publish(request, camera_id):
     @pc.on("track")
     def on_track(track):
         resource["tracks"].append(track.kind)
-        consume = consume_video if track.kind == "video" else consume_audio
-        tasks.append(asyncio.ensure_future(consume(track, resource)))
+        record = record_video if track.kind == "video" else record_audio
+        tasks.append(asyncio.ensure_future(consume(track, resource, record)))
 
     @pc.on("iceconnectionstatechange")
     def on_ice():
