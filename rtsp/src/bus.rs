@@ -16,9 +16,11 @@ use tokio::sync::broadcast::{self, error::RecvError};
 
 use crate::rtp::Packet;
 
-/// Items in the shared ring: about three seconds of a 4 Mbps camera in 1.4 kB packets. A
-/// subscriber further behind than this skips to the next keyframe.
-pub const RING_CAPACITY: usize = 1024;
+/// Items in the shared ring: about 1.5 seconds of a 4 Mbps camera in 1.4 kB packets, on top of
+/// what the client's TCP socket buffers. A subscriber further behind than this skips to the next
+/// keyframe. MediaMTX's default write queue is 512 packets too; 1024 cost 0.7 MB more per
+/// camera (docs/BENCHMARKS.md) without a client that needed it.
+pub const RING_CAPACITY: usize = 512;
 
 /// Bytes kept for the current group of pictures. A longer GOP is not cached past this (a new
 /// subscriber then waits for the next keyframe); 2 MiB holds four seconds of 4 Mbps.
