@@ -7,13 +7,15 @@
 //! process's CPU seconds over a fixed window, its RSS and peak RSS, what each client received,
 //! and the latency the relay adds: every video frame is reassembled and fingerprinted both on a
 //! client reading the camera directly and on one reading the relay, and the relay's copy of
-//! each frame is matched to the direct copy.
+//! each frame is matched to the direct copy. Last, camrelay relays ten cameras (one client
+//! each) to measure what one more camera costs, apart from what the first one pages in once.
 //!
 //! ```text
 //! cargo run --release --example rtsp_bench                         # 1,10,50,200 clients, both
 //! cargo run --release --example rtsp_bench -- 1 50 --seconds 30    # counts, measurement window
 //! cargo run --release --example rtsp_bench -- 50 --relay camrelay  # one relay (or gst)
 //! cargo run --release --example rtsp_bench -- --gst-video-only     # gst relays H.264 only
+//! cargo run --release --example rtsp_bench -- 1 --cameras 20       # memory phase size (0: skip)
 //! ```
 //!
 //! Needs ffmpeg and ffprobe (the fixture is generated into `target/bench-fixtures/` on first
@@ -47,8 +49,8 @@ use tokio_util::sync::CancellationToken;
 #[path = "support/bench.rs"]
 mod bench;
 use bench::{
-    FPS, LOOP_SECONDS, build_relay, clock_ticks, fixture_files, free_port, load_average, root,
-    sample, target_dir,
+    FPS, LOOP_SECONDS, ProcSample, build_relay, clock_ticks, fixture_files, free_port,
+    load_average, root, sample, target_dir,
 };
 
 /// AAC frames in one loop.
@@ -75,6 +77,12 @@ const READ_BUFFER: usize = 256 * 1024;
 const FINGERPRINT_BYTES: usize = 64;
 /// How long a relay may take to listen.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// The relayed camera's id, so its path on both relays.
+const RELAY_PATH: &str = "cam";
+/// Cameras in the memory phase (`--cameras N`, 0 or 1 skips it): camrelay relays this many
+/// cameras, one client each, so that the cost of one more camera is measured apart from what
+/// the first one pages in once (code, thread arenas).
+const DEFAULT_MEMORY_CAMERAS: usize = 10;
 /// A client that received less than this share of what the camera sent in the window fell
 /// behind.
 const BEHIND_RATIO: f64 = 0.95;
@@ -102,6 +110,7 @@ struct Options {
     warmup: Duration,
     build: bool,
     gst_video_only: bool,
+    memory_cameras: usize,
 }
 
 impl Options {
@@ -112,6 +121,7 @@ impl Options {
         let mut warmup = DEFAULT_WARMUP;
         let mut build = true;
         let mut gst_video_only = false;
+        let mut memory_cameras = DEFAULT_MEMORY_CAMERAS;
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
             match arg.as_str() {
@@ -132,11 +142,17 @@ impl Options {
                     Some("gst") => kinds.push(Kind::Gst),
                     other => bail!("--relay camrelay|gst, not {other:?}"),
                 },
+                "--cameras" => {
+                    memory_cameras = args
+                        .next()
+                        .and_then(|v| v.parse().ok())
+                        .ok_or_else(|| anyhow!("--cameras needs a number"))?;
+                }
                 "--no-build" => build = false,
                 "--gst-video-only" => gst_video_only = true,
                 "-h" | "--help" => {
                     println!(
-                        "usage: rtsp_bench [CLIENTS...] [--seconds N] [--warmup N] [--relay camrelay|gst]... [--no-build] [--gst-video-only]"
+                        "usage: rtsp_bench [CLIENTS...] [--seconds N] [--warmup N] [--relay camrelay|gst]... [--cameras N] [--no-build] [--gst-video-only]"
                     );
                     std::process::exit(0);
                 }
@@ -163,6 +179,7 @@ impl Options {
             warmup,
             build,
             gst_video_only,
+            memory_cameras,
         })
     }
 }
@@ -174,13 +191,17 @@ impl Options {
 struct RelayProcess {
     child: Child,
     pid: String,
+    /// The camera every level reads.
     url: String,
+    /// `rtsp://host:port`, for the memory phase's further cameras.
+    base: String,
     log: PathBuf,
 }
 
 async fn start_relay(
     kind: Kind,
     camera_url: &str,
+    camrelay_ids: &[String],
     log: PathBuf,
     opts: &Options,
 ) -> Result<RelayProcess> {
@@ -197,7 +218,14 @@ async fn start_relay(
             }
             let child = command
                 .arg("run")
-                .env("CAMRELAY_CAMERAS", format!("cam={camera_url}"))
+                .env(
+                    "CAMRELAY_CAMERAS",
+                    camrelay_ids
+                        .iter()
+                        .map(|id| format!("{id}={camera_url}"))
+                        .collect::<Vec<_>>()
+                        .join(";"),
+                )
                 .env("CAMRELAY_RTSP_ADDR", format!("127.0.0.1:{port}"))
                 .env("CAMRELAY_HTTP_ADDR", "127.0.0.1:0")
                 .env("CAMRELAY_RTSP_UDP", "false")
@@ -262,7 +290,8 @@ async fn start_relay(
     Ok(RelayProcess {
         child,
         pid,
-        url: format!("rtsp://127.0.0.1:{port}/cam"),
+        url: format!("rtsp://127.0.0.1:{port}/{RELAY_PATH}"),
+        base: format!("rtsp://127.0.0.1:{port}"),
         log,
     })
 }
@@ -816,7 +845,7 @@ async fn run_level(
     let logs = target_dir().join("bench-fixtures/logs");
     std::fs::create_dir_all(&logs)?;
     let log = logs.join(format!("{}-{clients}.log", kind.name()));
-    let mut relay = start_relay(kind, camera_url, log, opts).await?;
+    let mut relay = start_relay(kind, camera_url, &[RELAY_PATH.to_owned()], log, opts).await?;
     // Idle: listening, camera not pulled yet (both relays pull on demand).
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle = sample(&relay.pid)?;
@@ -957,6 +986,114 @@ async fn run_level(
     })
 }
 
+/// camrelay's memory with one camera relayed and with `cameras`, one client each.
+#[derive(Debug)]
+struct CameraMemory {
+    cameras: usize,
+    idle: ProcSample,
+    one: ProcSample,
+    all: ProcSample,
+}
+
+impl CameraMemory {
+    /// What each camera after the first adds, its one client included: (RSS, private) KiB.
+    fn per_further_camera(&self) -> (f64, f64) {
+        let further = self.cameras.saturating_sub(1).max(1) as f64;
+        (
+            (self.all.rss_kib as f64 - self.one.rss_kib as f64) / further,
+            (self.all.anon_kib as f64 - self.one.anon_kib as f64) / further,
+        )
+    }
+}
+
+/// Starts camrelay with `cameras` cameras (all reading the simulated camera), plays one, then
+/// all of them, and samples its memory idle, with one and with all.
+async fn camera_memory(cameras: usize, camera_url: &str, opts: &Options) -> Result<CameraMemory> {
+    let ids: Vec<String> = std::iter::once(RELAY_PATH.to_owned())
+        .chain((1..cameras).map(|i| format!("{RELAY_PATH}{i}")))
+        .collect();
+    let logs = target_dir().join("bench-fixtures/logs");
+    std::fs::create_dir_all(&logs)?;
+    let log = logs.join(format!("camrelay-{cameras}-cameras.log"));
+    let mut relay = start_relay(Kind::Camrelay, camera_url, &ids, log, opts).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle = sample(&relay.pid)?;
+
+    let cancel = CancellationToken::new();
+    let gate = Arc::new(Semaphore::new(SETUP_PARALLELISM));
+    let stats: Vec<Arc<ClientStats>> = ids.iter().map(|_| Arc::default()).collect();
+    let mut tasks = Vec::new();
+    let mut samples = Vec::new();
+    for range in [0..1, 1..ids.len()] {
+        for i in range.clone() {
+            tasks.push(tokio::spawn(client(
+                format!("{}/{}", relay.base, ids[i]),
+                Arc::clone(&stats[i]),
+                None,
+                Arc::clone(&gate),
+                cancel.clone(),
+            )));
+        }
+        let deadline = Instant::now() + SETUP_TIMEOUT;
+        let started = &stats[..range.end];
+        while !started.iter().all(|s| s.playing.load(Ordering::Relaxed)) {
+            if let Some(e) = started.iter().find_map(|s| s.error()) {
+                bail!("a client of the memory phase failed: {e}");
+            }
+            if Instant::now() > deadline {
+                bail!("the memory phase's clients did not all play");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(opts.warmup).await;
+        samples.push(sample(&relay.pid)?);
+    }
+    cancel.cancel();
+    for task in tasks {
+        let _ = task.await;
+    }
+    let _ = relay.child.start_kill();
+    let _ = relay.child.wait().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let [one, all] = samples[..] else {
+        bail!("the memory phase took {} samples", samples.len());
+    };
+    Ok(CameraMemory {
+        cameras,
+        idle,
+        one,
+        all,
+    })
+}
+
+fn print_camera_memory(m: &CameraMemory) -> serde_json::Value {
+    let mib = |kib: f64| kib / 1024.0;
+    let (rss, anon) = m.per_further_camera();
+    println!(
+        "camrelay with {} cameras, one client each: RSS idle {:.1} MiB (private {:.1}), one camera {:.1} ({:.1}), all {:.1} ({:.1}); \
+         the first camera {:+.2} MiB (private {:+.2}); each further camera {:+.2} MiB (private {:+.2}), its client included",
+        m.cameras,
+        mib(m.idle.rss_kib as f64),
+        mib(m.idle.anon_kib as f64),
+        mib(m.one.rss_kib as f64),
+        mib(m.one.anon_kib as f64),
+        mib(m.all.rss_kib as f64),
+        mib(m.all.anon_kib as f64),
+        mib(m.one.rss_kib as f64 - m.idle.rss_kib as f64),
+        mib(m.one.anon_kib as f64 - m.idle.anon_kib as f64),
+        mib(rss),
+        mib(anon),
+    );
+    json!({
+        "cameras": m.cameras,
+        "idle": {"rss_kib": m.idle.rss_kib, "anon_kib": m.idle.anon_kib},
+        "one": {"rss_kib": m.one.rss_kib, "anon_kib": m.one.anon_kib},
+        "all": {"rss_kib": m.all.rss_kib, "anon_kib": m.all.anon_kib},
+        "per_further_camera_kib": rss,
+        "per_further_camera_anon_kib": anon,
+    })
+}
+
 /// One real client: ffprobe decodes three seconds over TCP. Returns what it saw.
 async fn ffprobe(url: &str) -> String {
     let output = tokio::time::timeout(
@@ -1079,7 +1216,7 @@ fn print_level(r: &LevelResult) {
     }
 }
 
-fn summary(results: &[LevelResult], opts: &Options) {
+fn summary(results: &[LevelResult], opts: &Options, camera_memory: Option<serde_json::Value>) {
     println!();
     println!(
         "| relay | clients | playing | CPU s in {:.0} s (kernel) | % of a core | peak RSS MiB | RSS MiB | client Mbit/s min / median | behind | lost pkts | latency p50 / p99 / max ms |",
@@ -1170,7 +1307,12 @@ fn summary(results: &[LevelResult], opts: &Options) {
     println!();
     println!(
         "SUMMARY {}",
-        json!({ "levels": levels, "memory": memory, "gst_video_only": opts.gst_video_only })
+        json!({
+            "levels": levels,
+            "memory": memory,
+            "camera_memory": camera_memory,
+            "gst_video_only": opts.gst_video_only,
+        })
     );
 }
 
@@ -1200,7 +1342,15 @@ async fn bench(opts: Options, fixture: Arc<Fixture>, runtimes: Runtimes, ticks: 
             results.push(result);
         }
     }
-    summary(&results, &opts);
+    let camera_memory = if opts.memory_cameras > 1 && opts.kinds.contains(&Kind::Camrelay) {
+        let m = camera_memory(opts.memory_cameras, &camera_url, &opts)
+            .await
+            .context("the memory phase")?;
+        Some(print_camera_memory(&m))
+    } else {
+        None
+    };
+    summary(&results, &opts, camera_memory);
     let dropped = camera
         .server()
         .stats()

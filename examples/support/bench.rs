@@ -161,6 +161,9 @@ pub struct ProcSample {
     pub rss_kib: u64,
     /// VmHWM (peak RSS), KiB.
     pub hwm_kib: u64,
+    /// RssAnon, KiB: the process's private memory (heap, stacks), without the code and
+    /// libraries that RSS also counts once they are paged in.
+    pub anon_kib: u64,
 }
 
 pub fn sample(pid: &str) -> Result<ProcSample> {
@@ -195,6 +198,7 @@ pub fn sample(pid: &str) -> Result<ProcSample> {
         sys_ticks,
         rss_kib: kib("VmRSS:"),
         hwm_kib: kib("VmHWM:"),
+        anon_kib: kib("RssAnon:"),
     })
 }
 
