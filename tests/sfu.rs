@@ -13,7 +13,7 @@ use camrelay::camera::Camera;
 use camrelay::sfu::publisher::{PublishSnapshot, PublishState};
 use camrelay_sim::sdm::FakeSdmConfig;
 use common::media::{eventually, start_nest_relay};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const APP_ID: &str = "test-app";
 const SECRET: &str = "embedded-sfu-secret-4242";
@@ -131,6 +131,42 @@ async fn aiortc_decodes_a_nest_camera_through_the_embedded_sfu() {
             .load(std::sync::atomic::Ordering::Relaxed),
         1
     );
+
+    // A close with `force: false` must carry the peer's offer (the SFU answers it); without
+    // one the SFU says so instead of treating the close as forced.
+    let api = format!(
+        "http://{}/sfu/v1/apps/{APP_ID}/sessions",
+        nest.relay.http_addr
+    );
+    let http = reqwest::Client::new();
+    let created: Value = http
+        .post(format!("{api}/new"))
+        .bearer_auth(SECRET)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["sessionId"].as_str().unwrap();
+    for body in [
+        json!({"tracks": [{"mid": "0"}], "force": false}),
+        json!({"tracks": [{"mid": "0"}], "force": false,
+               "sessionDescription": {"type": "answer", "sdp": "v=0\r\n"}}),
+        json!({"tracks": [{"mid": "0"}], "force": false,
+               "sessionDescription": {"type": "offer", "sdp": "v=0\r\nnot sdp"}}),
+    ] {
+        let response = http
+            .put(format!("{api}/{id}/tracks/close"))
+            .bearer_auth(SECRET)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{body}");
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["errorCode"], "invalid_session_description", "{error}");
+    }
 
     // The SFU's app secret never reaches logs, stats or the camera list.
     let (stats, listing) = common::operator_views(&nest.relay).await;

@@ -1,7 +1,7 @@
 //! The embedded SFU's HTTP API: the Calls API's paths and JSON (research/calls-openapi.yaml)
 //! under `/sfu/v1`, served from the relay's HTTP listener. Implemented: `sessions/new`,
-//! `tracks/new` (push with an offer, pull with SFU offer), `renegotiate`, `tracks/close`
-//! (stops forwarding at once, as `force: true` does) and the session state. Errors carry the
+//! `tracks/new` (push with an offer, listed or `autoDiscover`; pull with SFU offer), `renegotiate`, `tracks/close`
+//! (forced, or negotiated with the peer's offer) and the session state. Errors carry the
 //! Calls error codes with the statuses Cloudflare documents.
 
 use std::sync::Arc;
@@ -275,15 +275,19 @@ async fn new_tracks(
 ) -> Result<Json<TracksResponse>, ApiError> {
     authorize(&api, &app_id, &headers)?;
     let request: TracksRequest = body(&bytes)?;
-    if request.tracks.is_empty() {
-        return Err(bad(
-            "tracks must not be empty (autoDiscover is not supported)",
-        ));
+    let auto_discover = request.auto_discover == Some(true);
+    if request.tracks.is_empty() && !auto_discover {
+        return Err(bad("tracks must not be empty unless autoDiscover is true"));
     }
     if request.tracks.len() > MAX_TRACKS_PER_CALL {
         return Err(bad("at most 64 tracks per call"));
     }
     let all = |l| request.tracks.iter().all(|t| t.location == Some(l));
+    if auto_discover && !all(TrackLocation::Local) {
+        return Err(bad(
+            "autoDiscover publishes the tracks of the peer's offer: list only local tracks",
+        ));
+    }
     let mut pairs = Vec::with_capacity(request.tracks.len());
     let outcome = if all(TrackLocation::Local) {
         let Some(SessionDescription {
@@ -301,7 +305,7 @@ async fn new_tracks(
             };
             pairs.push((mid.clone(), name.clone()));
         }
-        api.sfu.push(session_id, sdp, pairs).await?
+        api.sfu.push(session_id, sdp, pairs, auto_discover).await?
     } else if all(TrackLocation::Remote) {
         if request.session_description.is_some() {
             return Err(bad(
@@ -358,8 +362,28 @@ async fn close_tracks(
     if request.tracks.iter().any(|t| t.mid.is_empty()) {
         return Err(bad("a mid must not be empty"));
     }
+    // Forced: no SDP exchange (any description is ignored). Negotiated: the peer's offer
+    // with the transceivers stopped, answered below.
+    let offer = match (request.force, request.session_description) {
+        (true, _) => None,
+        (
+            false,
+            Some(SessionDescription {
+                sdp_type: SdpType::Offer,
+                sdp,
+            }),
+        ) => Some(sdp),
+        (false, _) => {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "invalid_session_description",
+                "a close with force: false needs the peer's offer with the transceivers stopped \
+                 (or force: true)",
+            ));
+        }
+    };
     let mids = request.tracks.into_iter().map(|t| t.mid).collect();
-    let outcome = api.sfu.close(session_id, mids).await?;
+    let outcome = api.sfu.close(session_id, mids, offer).await?;
     Ok(Json(CloseTracksResponse {
         requires_immediate_renegotiation: false,
         tracks: outcome
@@ -374,6 +398,8 @@ async fn close_tracks(
                 }
             })
             .collect(),
-        session_description: None,
+        session_description: outcome
+            .description
+            .map(|(_, sdp)| SessionDescription::answer(sdp)),
     }))
 }

@@ -26,6 +26,7 @@ enum Command {
         session: String,
         offer: String,
         tracks: Vec<(String, String)>,
+        auto_discover: bool,
         reply: Reply<TracksOutcome>,
     },
     Pull {
@@ -41,6 +42,8 @@ enum Command {
     Close {
         session: String,
         mids: Vec<String>,
+        /// The peer's offer (`force: false`).
+        offer: Option<String>,
         reply: Reply<TracksOutcome>,
     },
     State {
@@ -118,11 +121,13 @@ impl EmbeddedSfu {
         session: String,
         offer: String,
         tracks: Vec<(String, String)>,
+        auto_discover: bool,
     ) -> Result<TracksOutcome, EngineError> {
         self.call(|reply| Command::Push {
             session,
             offer,
             tracks,
+            auto_discover,
             reply,
         })
         .await
@@ -152,15 +157,17 @@ impl EmbeddedSfu {
         .await
     }
 
-    /// `tracks/close` (forced).
+    /// `tracks/close`: forced without `offer`, negotiated with the peer's offer.
     pub async fn close(
         &self,
         session: String,
         mids: Vec<String>,
+        offer: Option<String>,
     ) -> Result<TracksOutcome, EngineError> {
         self.call(|reply| Command::Close {
             session,
             mids,
+            offer,
             reply,
         })
         .await
@@ -192,9 +199,10 @@ fn handle(engine: &mut Engine, command: Command, now: Instant) {
             session,
             offer,
             tracks,
+            auto_discover,
             reply,
         } => {
-            let _ = reply.send(engine.push(&session, &offer, &tracks));
+            let _ = reply.send(engine.push(&session, &offer, &tracks, auto_discover));
         }
         Command::Pull {
             session,
@@ -213,9 +221,10 @@ fn handle(engine: &mut Engine, command: Command, now: Instant) {
         Command::Close {
             session,
             mids,
+            offer,
             reply,
         } => {
-            let _ = reply.send(engine.close(&session, &mids));
+            let _ = reply.send(engine.close(&session, &mids, offer.as_deref()));
         }
         Command::State { session, reply } => {
             let _ = reply.send(engine.state(&session));

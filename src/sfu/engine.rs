@@ -254,13 +254,16 @@ impl Engine {
     }
 
     /// `tracks/new` with local tracks: the peer's offer publishes `(mid, track name)` pairs.
+    /// With `auto_discover`, every other media section the peer sends on that is not published
+    /// yet is published too, under a random name (Cloudflare's `autoDiscover`).
     pub fn push(
         &mut self,
         session: &str,
-        offer: &str,
+        offer_sdp: &str,
         tracks: &[(String, String)],
+        auto_discover: bool,
     ) -> Result<TracksOutcome, EngineError> {
-        let offer = SdpOffer::from_sdp_string(offer)
+        let offer = SdpOffer::from_sdp_string(offer_sdp)
             .map_err(|e| EngineError::InvalidDescription(e.to_string()))?;
         let peer = self.peer(session)?;
         if peer.pending.is_some() {
@@ -301,6 +304,32 @@ impl Engine {
                 session_id: None,
                 error,
             });
+        }
+        if auto_discover {
+            for mid in offered_mids(offer_sdp) {
+                let m = Mid::from(mid);
+                if &*m != mid
+                    || tracks.iter().any(|(listed, _)| listed == mid)
+                    || peer.local.iter().any(|(lm, _, _)| *lm == m)
+                {
+                    continue;
+                }
+                // Only what the peer sends: its receive-only sections are pulls.
+                let Some(media) = peer.rtc.media(m) else {
+                    continue;
+                };
+                if !matches!(media.direction(), Direction::RecvOnly | Direction::SendRecv) {
+                    continue;
+                }
+                let name = super::random_id();
+                peer.local.push((m, name.clone(), media.kind()));
+                results.push(TrackResult {
+                    track_name: name,
+                    mid: mid.to_owned(),
+                    session_id: None,
+                    error: None,
+                });
+            }
         }
         Ok(TracksOutcome {
             tracks: results,
@@ -421,10 +450,37 @@ impl Engine {
         Ok(())
     }
 
-    /// `tracks/close` with `force: true` semantics: stop forwarding the mids (pulled tracks)
-    /// or unpublish them (pushed tracks). Unknown mids are reported per track.
-    pub fn close(&mut self, session: &str, mids: &[String]) -> Result<TracksOutcome, EngineError> {
+    /// `tracks/close`: stop forwarding the mids (pulled tracks) or unpublish them (pushed
+    /// tracks). Unknown mids are reported per track. With `offer` (`force: false`), the peer's
+    /// offer with those transceivers stopped is applied and the SFU's answer returned; without
+    /// it (`force: true`), media simply stops.
+    pub fn close(
+        &mut self,
+        session: &str,
+        mids: &[String],
+        offer: Option<&str>,
+    ) -> Result<TracksOutcome, EngineError> {
+        let offer = offer
+            .map(SdpOffer::from_sdp_string)
+            .transpose()
+            .map_err(|e| EngineError::InvalidDescription(e.to_string()))?;
         let peer = self.peer(session)?;
+        let answer = match offer {
+            Some(offer) => {
+                if peer.pending.is_some() {
+                    return Err(EngineError::Conflict(
+                        "an SFU offer is waiting for its answer (renegotiate first)".to_owned(),
+                    ));
+                }
+                let answer = peer
+                    .rtc
+                    .sdp_api()
+                    .accept_offer(offer)
+                    .map_err(|e| EngineError::InvalidDescription(e.to_string()))?;
+                Some((SdpKind::Answer, answer.to_sdp_string()))
+            }
+            None => None,
+        };
         let mut results = Vec::with_capacity(mids.len());
         for mid in mids {
             let m = Mid::from(mid.as_str());
@@ -451,7 +507,7 @@ impl Engine {
         }
         Ok(TracksOutcome {
             tracks: results,
-            description: None,
+            description: answer,
             requires_immediate_renegotiation: false,
         })
     }
@@ -680,11 +736,24 @@ impl Engine {
     }
 }
 
+/// The mids of an SDP's media sections, in order (the SDP has been parsed already).
+fn offered_mids(sdp: &str) -> impl Iterator<Item = &str> {
+    sdp.lines()
+        .filter_map(|line| line.trim_end_matches('\r').strip_prefix("a=mid:"))
+        .map(str::trim)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn offer() -> (Rtc, String, Vec<(String, String)>) {
+        let (rtc, sdp, tracks, _pending) = offer_pending();
+        (rtc, sdp, tracks)
+    }
+
+    /// A publisher's offer of a video and an audio track, and what it needs to take the answer.
+    fn offer_pending() -> (Rtc, String, Vec<(String, String)>, SdpPendingOffer) {
         let mut rtc = Rtc::builder()
             .set_crypto_provider(crate::sfu::crypto())
             .build(Instant::now());
@@ -693,12 +762,102 @@ mod tests {
         let mut api = rtc.sdp_api();
         let video = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
         let audio = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
-        let (offer, _pending) = api.apply().unwrap();
+        let (offer, pending) = api.apply().unwrap();
         let tracks = vec![
             (video.to_string(), "cam-video".to_owned()),
             (audio.to_string(), "cam-audio".to_owned()),
         ];
-        (rtc, offer.to_sdp_string(), tracks)
+        (rtc, offer.to_sdp_string(), tracks, pending)
+    }
+
+    #[test]
+    fn auto_discover_publishes_what_the_peer_sends_under_random_names() {
+        let mut e = engine();
+        let now = Instant::now();
+        let publisher = e.new_session(now).unwrap();
+        let mut rtc = Rtc::builder()
+            .set_crypto_provider(crate::sfu::crypto())
+            .build(Instant::now());
+        let mut api = rtc.sdp_api();
+        let video = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+        let audio = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+        let receive = api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+        let (offer, _pending) = api.apply().unwrap();
+        let named = [(audio.to_string(), "mic".to_owned())];
+        let pushed = e
+            .push(&publisher, &offer.to_sdp_string(), &named, true)
+            .unwrap();
+        // The listed track keeps its name; the video is discovered; the peer's receive-only
+        // section is not something to publish.
+        assert_eq!(pushed.tracks.len(), 2, "{pushed:?}");
+        assert!(
+            pushed.tracks.iter().all(|t| t.error.is_none()),
+            "{pushed:?}"
+        );
+        assert_eq!(pushed.tracks[0].track_name, "mic");
+        let discovered = &pushed.tracks[1];
+        assert_eq!(discovered.mid, video.to_string());
+        assert!(discovered.track_name.len() >= 16, "{discovered:?}");
+        assert!(pushed.tracks.iter().all(|t| t.mid != receive.to_string()));
+        assert!(matches!(pushed.description, Some((SdpKind::Answer, _))));
+        assert_eq!(e.stats().published_tracks, 2);
+
+        // The discovered name can be pulled like any other.
+        let viewer = e.new_session(now).unwrap();
+        let pulled = e
+            .pull(
+                &viewer,
+                &[(publisher.clone(), discovered.track_name.clone())],
+            )
+            .unwrap();
+        assert_eq!(pulled.tracks[0].error, None, "{pulled:?}");
+    }
+
+    #[test]
+    fn a_negotiated_close_answers_the_peers_offer_and_unpublishes() {
+        let mut e = engine();
+        let now = Instant::now();
+        let publisher = e.new_session(now).unwrap();
+        let (mut rtc, sdp, tracks, pending) = offer_pending();
+        let pushed = e.push(&publisher, &sdp, &tracks, false).unwrap();
+        let Some((SdpKind::Answer, answer)) = pushed.description else {
+            panic!("no answer: {pushed:?}");
+        };
+        rtc.sdp_api()
+            .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())
+            .unwrap();
+        assert_eq!(e.stats().published_tracks, 2);
+
+        // The publisher stops its video transceiver and offers that.
+        let video = tracks[0].0.clone();
+        let mut api = rtc.sdp_api();
+        api.stop_media(Mid::from(video.as_str()));
+        let (offer, pending) = api.apply().expect("stopping a track needs a negotiation");
+        let closed = e
+            .close(
+                &publisher,
+                std::slice::from_ref(&video),
+                Some(&offer.to_sdp_string()),
+            )
+            .unwrap();
+        assert_eq!(closed.tracks.len(), 1);
+        assert_eq!(closed.tracks[0].error, None, "{closed:?}");
+        assert_eq!(closed.tracks[0].track_name, "cam-video");
+        let Some((SdpKind::Answer, answer)) = closed.description else {
+            panic!("a negotiated close has an answer: {closed:?}");
+        };
+        rtc.sdp_api()
+            .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())
+            .expect("the publisher takes the SFU's answer");
+        let state = e.state(&publisher).unwrap();
+        assert_eq!(state.len(), 1, "{state:?}");
+        assert_eq!(state[0].track_name, "cam-audio");
+        assert_eq!(e.stats().published_tracks, 1);
+
+        // A forced close has no answer.
+        let forced = e.close(&publisher, &[tracks[1].0.clone()], None).unwrap();
+        assert!(forced.description.is_none());
+        assert_eq!(e.stats().published_tracks, 0);
     }
 
     fn engine() -> Engine {
@@ -711,7 +870,7 @@ mod tests {
         let now = Instant::now();
         let publisher = e.new_session(now).unwrap();
         let (_rtc, sdp, tracks) = offer();
-        let pushed = e.push(&publisher, &sdp, &tracks).unwrap();
+        let pushed = e.push(&publisher, &sdp, &tracks, false).unwrap();
         assert!(
             pushed.tracks.iter().all(|t| t.error.is_none()),
             "{pushed:?}"
@@ -753,7 +912,7 @@ mod tests {
         let now = Instant::now();
         let s = e.new_session(now).unwrap();
         assert!(matches!(
-            e.push(&s, "v=0\r\nnot sdp", &[]),
+            e.push(&s, "v=0\r\nnot sdp", &[], false),
             Err(EngineError::InvalidDescription(_))
         ));
         assert!(matches!(
@@ -770,6 +929,7 @@ mod tests {
                     ("0 ".to_owned(), "spaced".to_owned()),
                     ("a-mid-longer-than-sixteen".to_owned(), "long".to_owned()),
                 ],
+                false,
             )
             .unwrap();
         for track in &pushed.tracks {
@@ -779,7 +939,11 @@ mod tests {
                 "{track:?}"
             );
         }
-        let closed = e.close(&s, &["42".to_owned()]).unwrap();
+        let closed = e.close(&s, &["42".to_owned()], None).unwrap();
+        assert!(matches!(
+            e.close(&s, &["42".to_owned()], Some("v=0\r\nnot sdp")),
+            Err(EngineError::InvalidDescription(_))
+        ));
         assert_eq!(
             closed.tracks[0].error.as_ref().map(|e| e.0),
             Some(codes::CLOSE_TRACK)
