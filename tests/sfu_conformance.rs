@@ -24,12 +24,20 @@ async fn the_embedded_sfu_conforms_to_the_calls_openapi_spec() {
     ])
     .await;
     let python = common::test_python();
-    let support = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support");
+    let spec = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/support/calls-openapi.yaml"
+    );
+    // schemathesis keeps a cache (`.schemathesis/`) in its working directory: a scratch one,
+    // so that a test run leaves the checkout as it found it.
+    let scratch =
+        std::env::temp_dir().join(format!("camrelay-schemathesis-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).unwrap();
     let url = format!("http://{}/sfu/v1", running.relay.http_addr);
     let mut command = tokio::process::Command::new(python);
     command
-        .current_dir(support)
-        .args(["-m", "schemathesis.cli", "run", "calls-openapi.yaml"])
+        .current_dir(&scratch)
+        .args(["-m", "schemathesis.cli", "run", spec])
         .args(["--url", &url])
         .args(["--header", &format!("Authorization: Bearer {SECRET}")])
         .args(["--include-path-regex", OPERATIONS])
@@ -49,6 +57,7 @@ async fn the_embedded_sfu_conforms_to_the_calls_openapi_spec() {
         .await
         .expect("schemathesis finished")
         .expect("schemathesis runs (pip install schemathesis)");
+    let _ = std::fs::remove_dir_all(&scratch);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

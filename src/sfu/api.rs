@@ -1,8 +1,9 @@
 //! The embedded SFU's HTTP API: the Calls API's paths and JSON (research/calls-openapi.yaml)
 //! under `/sfu/v1`, served from the relay's HTTP listener. Implemented: `sessions/new`,
-//! `tracks/new` (push with an offer, listed or `autoDiscover`; pull with SFU offer), `renegotiate`, `tracks/close`
-//! (forced, or negotiated with the peer's offer) and the session state. Errors carry the
-//! Calls error codes with the statuses Cloudflare documents.
+//! `tracks/new` (push with an offer, its tracks listed or found by `autoDiscover`; pull with an
+//! SFU offer), `renegotiate`, `tracks/close` (forced, or negotiated with the peer's offer) and
+//! the session state. Errors carry the Calls error codes with the statuses Cloudflare
+//! documents.
 
 use std::sync::Arc;
 
