@@ -119,6 +119,8 @@ struct Usage {
     sys: f64,
     /// RSS at the end, KiB.
     rss_kib: u64,
+    /// Of it private (RssAnon): without the code and libraries paged in once.
+    anon_kib: u64,
 }
 
 /// Runs the relay over `cameras` with or without publishing.
@@ -183,6 +185,7 @@ async fn measure(
         cpu: (after.cpu_ticks - before.cpu_ticks) as f64 / ticks,
         sys: (after.sys_ticks - before.sys_ticks) as f64 / ticks,
         rss_kib: after.rss_kib,
+        anon_kib: after.anon_kib,
     })
 }
 
@@ -245,7 +248,7 @@ async fn main() -> Result<()> {
         println!(
             "{n:>3} cameras: relay {:.2}% of a core per camera ({:.2}% ingest only, {:.2}% publishing, \
              of which {:.2}% in the kernel); RSS {:.1} MiB ({:.1} ingest only): {:.2} MiB per \
-             published camera above ingest",
+             published camera above ingest, of it private {:.2} MiB",
             per(cpu),
             per(base_cpu),
             per(cpu - base_cpu),
@@ -253,6 +256,7 @@ async fn main() -> Result<()> {
             rss as f64 / 1024.0,
             base_rss as f64 / 1024.0,
             mem(rss.saturating_sub(base_rss)),
+            mem(with.anon_kib.saturating_sub(base.anon_kib)),
         );
         results.push(json!({
             "cameras": n,
@@ -263,6 +267,7 @@ async fn main() -> Result<()> {
             "rss_kib": rss,
             "ingest_rss_kib": base_rss,
             "publish_mib_per_camera": mem(rss.saturating_sub(base_rss)),
+            "publish_private_mib_per_camera": mem(with.anon_kib.saturating_sub(base.anon_kib)),
         }));
     }
     println!("SUMMARY {}", json!({ "levels": results }));
