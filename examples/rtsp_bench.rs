@@ -202,9 +202,12 @@ async fn start_relay(
     kind: Kind,
     camera_url: &str,
     camrelay_ids: &[String],
-    log: PathBuf,
+    log_name: &str,
     opts: &Options,
 ) -> Result<RelayProcess> {
+    let logs = target_dir().join("bench-fixtures/logs");
+    std::fs::create_dir_all(&logs)?;
+    let log = logs.join(log_name);
     let log_file =
         std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
     let (mut child, port) = match kind {
@@ -842,10 +845,8 @@ async fn run_level(
     ticks: f64,
 ) -> Result<LevelResult> {
     let load_before = load_average();
-    let logs = target_dir().join("bench-fixtures/logs");
-    std::fs::create_dir_all(&logs)?;
-    let log = logs.join(format!("{}-{clients}.log", kind.name()));
-    let mut relay = start_relay(kind, camera_url, &[RELAY_PATH.to_owned()], log, opts).await?;
+    let log = format!("{}-{clients}.log", kind.name());
+    let mut relay = start_relay(kind, camera_url, &[RELAY_PATH.to_owned()], &log, opts).await?;
     // Idle: listening, camera not pulled yet (both relays pull on demand).
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle = sample(&relay.pid)?;
@@ -1012,10 +1013,8 @@ async fn camera_memory(cameras: usize, camera_url: &str, opts: &Options) -> Resu
     let ids: Vec<String> = std::iter::once(RELAY_PATH.to_owned())
         .chain((1..cameras).map(|i| format!("{RELAY_PATH}{i}")))
         .collect();
-    let logs = target_dir().join("bench-fixtures/logs");
-    std::fs::create_dir_all(&logs)?;
-    let log = logs.join(format!("camrelay-{cameras}-cameras.log"));
-    let mut relay = start_relay(Kind::Camrelay, camera_url, &ids, log, opts).await?;
+    let log = format!("camrelay-{cameras}-cameras.log");
+    let mut relay = start_relay(Kind::Camrelay, camera_url, &ids, &log, opts).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle = sample(&relay.pid)?;
 

@@ -160,6 +160,27 @@ struct Peer {
     last_keyframe_request: HashMap<Mid, Instant>,
 }
 
+impl Peer {
+    /// Applies the peer's offer (`tracks/new` push, negotiated `tracks/close`) and returns the
+    /// SFU's answer. Refused while an SFU offer waits for the peer's answer.
+    fn accept_offer(&mut self, offer: SdpOffer) -> Result<SdpAnswer, EngineError> {
+        if self.pending.is_some() {
+            return Err(EngineError::Conflict(
+                "an SFU offer is waiting for its answer (renegotiate first)".to_owned(),
+            ));
+        }
+        self.rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| EngineError::InvalidDescription(e.to_string()))
+    }
+}
+
+/// Parses a peer's offer.
+fn parse_offer(sdp: &str) -> Result<SdpOffer, EngineError> {
+    SdpOffer::from_sdp_string(sdp).map_err(|e| EngineError::InvalidDescription(e.to_string()))
+}
+
 /// The SFU's state.
 #[derive(Debug)]
 pub struct Engine {
@@ -263,19 +284,9 @@ impl Engine {
         tracks: &[(String, String)],
         auto_discover: bool,
     ) -> Result<TracksOutcome, EngineError> {
-        let offer = SdpOffer::from_sdp_string(offer_sdp)
-            .map_err(|e| EngineError::InvalidDescription(e.to_string()))?;
+        let offer = parse_offer(offer_sdp)?;
         let peer = self.peer(session)?;
-        if peer.pending.is_some() {
-            return Err(EngineError::Conflict(
-                "an SFU offer is waiting for its answer (renegotiate first)".to_owned(),
-            ));
-        }
-        let answer = peer
-            .rtc
-            .sdp_api()
-            .accept_offer(offer)
-            .map_err(|e| EngineError::InvalidDescription(e.to_string()))?;
+        let answer = peer.accept_offer(offer)?;
         let mut results = Vec::with_capacity(tracks.len());
         for (mid, name) in tracks {
             // str0m's mids are up to 16 ASCII alphanumerics; anything else would be mangled
@@ -460,25 +471,10 @@ impl Engine {
         mids: &[String],
         offer: Option<&str>,
     ) -> Result<TracksOutcome, EngineError> {
-        let offer = offer
-            .map(SdpOffer::from_sdp_string)
-            .transpose()
-            .map_err(|e| EngineError::InvalidDescription(e.to_string()))?;
+        let offer = offer.map(parse_offer).transpose()?;
         let peer = self.peer(session)?;
         let answer = match offer {
-            Some(offer) => {
-                if peer.pending.is_some() {
-                    return Err(EngineError::Conflict(
-                        "an SFU offer is waiting for its answer (renegotiate first)".to_owned(),
-                    ));
-                }
-                let answer = peer
-                    .rtc
-                    .sdp_api()
-                    .accept_offer(offer)
-                    .map_err(|e| EngineError::InvalidDescription(e.to_string()))?;
-                Some((SdpKind::Answer, answer.to_sdp_string()))
-            }
+            Some(offer) => Some((SdpKind::Answer, peer.accept_offer(offer)?.to_sdp_string())),
             None => None,
         };
         let mut results = Vec::with_capacity(mids.len());
