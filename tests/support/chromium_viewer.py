@@ -6,7 +6,8 @@ prints {"error": ...} (with what it saw) and exits nonzero. Diagnostics go to st
   watch --url U --camera ID [--camera ID2 ...] [--pages N] [--min-frames F] [--timeout S]
         [--screenshot PATH] [--unmute]
       N tabs at U; clicks every camera's tile in each; waits until every camera on every page
-      has framesDecoded >= F (default 30) and audioPacketsReceived > 0.
+      has framesDecoded >= F (default 30) and audioPacketsReceived > 0 (with --unmute: each
+      video unmuted once it plays, and its audio played out with energy > 0).
       -> {"pages": [{"cameras": {ID: {<camrelay.stats(ID)>..., "status": "..."}}}],
           "console_errors": [...]}
   expect-status --url U --camera ID --contains TEXT [--timeout S] [--screenshot PATH]
@@ -457,17 +458,20 @@ async def watch(cdp, args, state):
                 seen[camera] = {**(stats or {}), "status": status}
                 frames = (stats or {}).get("framesDecoded") or 0
                 audio = (stats or {}).get("audioPacketsReceived") or 0
+                energy = (stats or {}).get("audioEnergy") or 0
                 if args.unmute and frames > 0 and camera not in unmuted[page.index]:
                     unmuted[page.index][camera] = await page.unmute(camera)
+                # Unmuted audio is played out, so it shows energy; Chromium starts playout a
+                # moment after the unmute, so wait for it rather than sample too early.
                 if frames < args.min_frames or audio <= 0 or (
-                        args.unmute and camera not in unmuted[page.index]):
+                        args.unmute and (camera not in unmuted[page.index] or energy <= 0)):
                     done = False
         if done:
             break
         if time.monotonic() >= deadline:
             raise Failure(
                 f"timed out after {args.timeout:g} s waiting for {args.min_frames} decoded frames "
-                f"and audio packets on every camera of every page",
+                f"and audio packets (unmuted: audio energy) on every camera of every page",
                 pages=[{"cameras": seen} for seen in last])
         await asyncio.sleep(POLL)
     if args.unmute:
