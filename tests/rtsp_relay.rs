@@ -381,3 +381,123 @@ async fn a_client_that_stops_reading_loses_packets_without_slowing_the_others() 
     assert_eq!(stats.cameras[0].media.subscribers, 1, "it still plays");
     reader.abort();
 }
+
+/// Plays `url` over TCP with video and audio on the given interleaved RTP channels, and
+/// returns the connection, positioned at the first interleaved frame.
+async fn play_interleaved(url: &str, video: u8, audio: u8) -> TcpStream {
+    let address = url
+        .strip_prefix("rtsp://")
+        .and_then(|rest| rest.split('/').next())
+        .unwrap()
+        .to_owned();
+    let mut stream = TcpStream::connect(address).await.unwrap();
+    stream
+        .write_all(format!("DESCRIBE {url} RTSP/1.0\r\nCSeq: 1\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    response(&mut stream).await;
+    let mut session = String::new();
+    for (cseq, (track, channel)) in [(0, video), (1, audio)].into_iter().enumerate() {
+        let session_header = if session.is_empty() {
+            String::new()
+        } else {
+            format!("Session: {session}\r\n")
+        };
+        stream
+            .write_all(
+                format!(
+                    "SETUP {url}/trackID={track} RTSP/1.0\r\nCSeq: {}\r\n{session_header}\
+                     Transport: RTP/AVP/TCP;unicast;interleaved={channel}-{}\r\n\r\n",
+                    cseq + 2,
+                    channel + 1
+                )
+                .as_bytes(),
+            )
+            .await
+            .unwrap();
+        let setup = response(&mut stream).await;
+        assert!(
+            setup.contains(&format!("interleaved={channel}-{}", channel + 1)),
+            "{setup}"
+        );
+        session = setup
+            .lines()
+            .find_map(|l| l.strip_prefix("Session: "))
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+    }
+    stream
+        .write_all(
+            format!("PLAY {url} RTSP/1.0\r\nCSeq: 9\r\nSession: {session}\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+    response(&mut stream).await;
+    stream
+}
+
+/// Reads `count` interleaved RTP packets and checks each channel carries one stream whose
+/// sequence numbers go up by one (nothing lost, duplicated or interleaved wrongly).
+async fn assert_interleaved_streams(stream: &mut TcpStream, count: usize, video: u8, audio: u8) {
+    let mut last_seq = std::collections::HashMap::new();
+    let mut per_channel = std::collections::HashMap::new();
+    for _ in 0..count {
+        let mut prefix = [0u8; 4];
+        stream.read_exact(&mut prefix).await.unwrap();
+        assert_eq!(prefix[0], b'$', "every frame starts with '$'");
+        let len = usize::from(u16::from_be_bytes([prefix[2], prefix[3]]));
+        let mut packet = vec![0; len];
+        stream.read_exact(&mut packet).await.unwrap();
+        let channel = prefix[1];
+        if channel % 2 == 1 {
+            continue; // RTCP
+        }
+        assert!(
+            channel == video || channel == audio,
+            "RTP on channel {channel}"
+        );
+        assert_eq!(packet[0] >> 6, 2, "RTP version 2");
+        let pt = packet[1] & 0x7f;
+        let want = if channel == video {
+            camrelay_rtsp::media::H264_PAYLOAD_TYPE
+        } else {
+            camrelay_rtsp::media::AAC_PAYLOAD_TYPE
+        };
+        assert_eq!(pt, want, "channel {channel} carries its own track");
+        let seq = u16::from_be_bytes([packet[2], packet[3]]);
+        if let Some(last) = last_seq.insert(channel, seq) {
+            assert_eq!(seq, u16::wrapping_add(last, 1), "channel {channel}");
+        }
+        *per_channel.entry(channel).or_insert(0) += 1;
+    }
+    assert!(
+        per_channel[&video] > 0 && per_channel[&audio] > 0,
+        "{per_channel:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_get_every_packet_on_the_interleaved_channels_they_chose() {
+    // Clients on the usual channels are sent the camera's framed buffers as they are; the
+    // others are framed for them, alone or mixed with shared buffers in one write.
+    let camera = sim_camera(SimCameraConfig::default()).await;
+    let relay = always_on_relay(&camera).await;
+    let url = relay.url("cam");
+    let mut clients = Vec::new();
+    for (video, audio) in [(0, 2), (6, 0), (0, 4), (2, 0)] {
+        let mut stream = play_interleaved(&url, video, audio).await;
+        clients.push(tokio::spawn(async move {
+            assert_interleaved_streams(&mut stream, 600, video, audio).await;
+        }));
+    }
+    for client in clients {
+        tokio::time::timeout(Duration::from_secs(30), client)
+            .await
+            .expect("600 packets within 30 s")
+            .unwrap();
+    }
+    assert_eq!(relay.camera("cam").media.packets_dropped(), 0);
+}

@@ -40,7 +40,7 @@ impl Unit for Packet {
     }
 
     fn byte_len(&self) -> usize {
-        self.data.len()
+        self.data().len()
     }
 }
 

@@ -23,32 +23,165 @@ pub const MAX_PAYLOAD: usize = 1400;
 /// FU-A NAL unit type.
 const FU_A: u8 = 28;
 
+/// Bytes of RTSP interleaved framing before a packet on a TCP connection (RFC 2326 §10.12):
+/// `$`, the channel, and the packet's length in 16 bits.
+pub const INTERLEAVED_PREFIX_LEN: usize = 4;
+
+/// The largest payload a packetizer is set to: with the RTP header, the AAC AU header and the
+/// interleaved framing, a packet must fit the framing's 16-bit length.
+const MAX_SETTABLE_PAYLOAD: usize = u16::MAX as usize - RTP_HEADER_LEN - 4;
+
+/// The interleaved channel a track's RTP goes on when a client takes the usual numbering (the
+/// first track on 0–1, the second on 2–3, as ffmpeg, VLC and GStreamer ask in SETUP).
+pub fn usual_channel(track: usize) -> u8 {
+    u8::try_from(track * 2).unwrap_or(u8::MAX)
+}
+
 /// One RTP packet of a camera, shared by every client that receives it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// The packets of one frame live in one buffer, each already framed for an RTSP/TCP client on
+/// the usual channel ([`usual_channel`]): a client that uses those channels is sent a frame's
+/// packets as one contiguous slice of that buffer, without copying them or looping over them
+/// ([`Packet::framed`]). Other clients frame them themselves; UDP clients send [`Packet::data`].
+#[derive(Debug, Clone)]
 pub struct Packet {
     /// Which track of the camera (its index in the description).
     pub track: usize,
-    /// The whole packet: header and payload.
-    pub data: Bytes,
+    /// The frame's buffer: its packets, each behind its interleaved framing.
+    frame: Bytes,
+    /// Where this packet's framing starts in `frame`.
+    at: usize,
+    /// The packet's length (without framing).
+    len: usize,
     /// The first packet of a video access unit a decoder can start at (an IDR with its
     /// parameter sets). New clients and lagging ones start at such a packet.
     pub keyframe: bool,
 }
 
+impl PartialEq for Packet {
+    fn eq(&self, other: &Self) -> bool {
+        self.track == other.track && self.keyframe == other.keyframe && self.data() == other.data()
+    }
+}
+
+impl Eq for Packet {}
+
 impl Packet {
+    /// A packet of `track` from a whole RTP packet (copied into its own framed buffer). Packets
+    /// longer than interleaved framing can carry are cut to 65535 bytes.
+    pub fn new(track: usize, data: &[u8], keyframe: bool) -> Self {
+        let data = &data[..data.len().min(usize::from(u16::MAX))];
+        let mut frame = FrameBuffer::new(track, INTERLEAVED_PREFIX_LEN + data.len());
+        let start = frame.begin();
+        frame.buf.put_slice(data);
+        frame.end(start);
+        Packet {
+            track,
+            frame: frame.buf.freeze(),
+            at: 0,
+            len: data.len(),
+            keyframe,
+        }
+    }
+
+    /// The whole packet: header and payload.
+    pub fn data(&self) -> &[u8] {
+        let start = self.at + INTERLEAVED_PREFIX_LEN;
+        &self.frame[start..start + self.len]
+    }
+
+    /// The packet behind its interleaved framing on channel [`usual_channel`] of its track: the
+    /// frame's buffer and the range in it. Consecutive packets of one frame have adjacent
+    /// ranges in the same buffer (see [`Packet::follows`]).
+    pub fn framed(&self) -> (&Bytes, std::ops::Range<usize>) {
+        (
+            &self.frame,
+            self.at..self.at + INTERLEAVED_PREFIX_LEN + self.len,
+        )
+    }
+
+    /// The interleaved channel the framing in [`Packet::framed`] names.
+    pub fn framed_channel(&self) -> u8 {
+        self.frame[self.at + 1]
+    }
+
+    /// Whether this packet's framing starts right where `previous`'s packet ends, in the same
+    /// buffer, so that both go out as one slice.
+    pub fn follows(&self, previous: &Self) -> bool {
+        self.frame.as_ptr() == previous.frame.as_ptr()
+            && self.at == previous.at + INTERLEAVED_PREFIX_LEN + previous.len
+    }
+
     /// The sequence number in the header.
     pub fn seq(&self) -> u16 {
-        u16::from_be_bytes([self.data[2], self.data[3]])
+        let d = self.data();
+        u16::from_be_bytes([d[2], d[3]])
     }
 
     /// The timestamp in the header.
     pub fn timestamp(&self) -> u32 {
-        u32::from_be_bytes([self.data[4], self.data[5], self.data[6], self.data[7]])
+        let d = self.data();
+        u32::from_be_bytes([d[4], d[5], d[6], d[7]])
     }
 
     /// Whether the marker bit is set (last packet of an access unit).
     pub fn marker(&self) -> bool {
-        self.data[1] & 0x80 != 0
+        self.data()[1] & 0x80 != 0
+    }
+}
+
+/// Builds one frame's packets in one buffer, each behind its interleaved framing.
+struct FrameBuffer {
+    track: usize,
+    channel: u8,
+    buf: BytesMut,
+    /// (framing start, packet length) of each packet written.
+    packets: Vec<(usize, usize)>,
+}
+
+impl FrameBuffer {
+    fn new(track: usize, capacity: usize) -> Self {
+        Self {
+            track,
+            channel: usual_channel(track),
+            buf: BytesMut::with_capacity(capacity),
+            packets: Vec::new(),
+        }
+    }
+
+    /// Starts a packet: writes its framing with the length left blank; returns where it starts.
+    fn begin(&mut self) -> usize {
+        let start = self.buf.len();
+        self.buf.put_u8(b'$');
+        self.buf.put_u8(self.channel);
+        self.buf.put_u16(0);
+        start
+    }
+
+    /// Ends the packet begun at `start`, filling in its length.
+    fn end(&mut self, start: usize) {
+        let len = self.buf.len() - start - INTERLEAVED_PREFIX_LEN;
+        // Packetizers keep packets within the 16-bit length (MAX_SETTABLE_PAYLOAD).
+        let len16 = u16::try_from(len).unwrap_or(u16::MAX);
+        self.buf[start + 2..start + 4].copy_from_slice(&len16.to_be_bytes());
+        self.packets.push((start, len));
+    }
+
+    /// The packets, the first marked `keyframe`.
+    fn finish(self, keyframe: bool) -> Vec<Packet> {
+        let frame = self.buf.freeze();
+        let track = self.track;
+        self.packets
+            .into_iter()
+            .enumerate()
+            .map(|(i, (at, len))| Packet {
+                track,
+                frame: frame.clone(),
+                at,
+                len,
+                keyframe: keyframe && i == 0,
+            })
+            .collect()
     }
 }
 
@@ -100,9 +233,10 @@ impl H264Packetizer {
         }
     }
 
-    /// Uses `max_payload` instead of [`MAX_PAYLOAD`] (at least 64 bytes).
+    /// Uses `max_payload` instead of [`MAX_PAYLOAD`] (at least 64 bytes, at most what
+    /// interleaved framing can carry).
     pub fn with_max_payload(mut self, max_payload: usize) -> Self {
-        self.max_payload = max_payload.max(64);
+        self.max_payload = max_payload.clamp(64, MAX_SETTABLE_PAYLOAD);
         self
     }
 
@@ -125,25 +259,23 @@ impl H264Packetizer {
     /// [`H264Packetizer::packetize`] for an access unit already split into its NAL units (a
     /// caller that needs them too scans the access unit once).
     pub fn packetize_nals(&mut self, nals: &[Bytes], timestamp: u32) -> Vec<Packet> {
-        let mut packets = Vec::new();
+        // Room for the slices plus, per packet, its framing, header and FU-A bytes.
+        let bytes: usize = nals.iter().map(Bytes::len).sum();
+        let packets = bytes / self.max_payload + nals.len() + 2;
+        let mut frame = FrameBuffer::new(
+            self.track,
+            bytes + packets * (INTERLEAVED_PREFIX_LEN + RTP_HEADER_LEN + 2),
+        );
         let mut header = self.header.clone();
         let idr = self.payloads(nals, |prefix, body, marker| {
-            let mut buf = BytesMut::with_capacity(RTP_HEADER_LEN + prefix.len() + body.len());
-            header.write(&mut buf, marker, timestamp);
-            buf.put_slice(prefix);
-            buf.put_slice(body);
-            packets.push(buf.freeze());
+            let start = frame.begin();
+            header.write(&mut frame.buf, marker, timestamp);
+            frame.buf.put_slice(prefix);
+            frame.buf.put_slice(body);
+            frame.end(start);
         });
         self.header = header;
-        packets
-            .into_iter()
-            .enumerate()
-            .map(|(i, data)| Packet {
-                track: self.track,
-                data,
-                keyframe: idr == Some(true) && i == 0,
-            })
-            .collect()
+        frame.finish(idr == Some(true))
     }
 
     /// The RTP payloads of one access unit (its NAL units), for a sender that writes its own headers
@@ -226,9 +358,10 @@ impl AacPacketizer {
         }
     }
 
-    /// Uses `max_payload` instead of [`MAX_PAYLOAD`] (at least 64 bytes).
+    /// Uses `max_payload` instead of [`MAX_PAYLOAD`] (at least 64 bytes, at most what
+    /// interleaved framing can carry).
     pub fn with_max_payload(mut self, max_payload: usize) -> Self {
-        self.max_payload = max_payload.max(64);
+        self.max_payload = max_payload.clamp(64, MAX_SETTABLE_PAYLOAD);
         self
     }
 
@@ -246,24 +379,20 @@ impl AacPacketizer {
         if frame.is_empty() || size > 0x1fff {
             return Vec::new();
         }
-        let chunks: Vec<&[u8]> = frame.chunks(self.max_payload - 4).collect();
-        let last_chunk = chunks.len() - 1;
-        chunks
-            .iter()
-            .enumerate()
-            .map(|(k, chunk)| {
-                let mut buf = BytesMut::with_capacity(RTP_HEADER_LEN + 4 + chunk.len());
-                self.header.write(&mut buf, k == last_chunk, timestamp);
-                buf.put_u16(16); // AU-headers-length in bits: one 16-bit AU-header.
-                buf.put_u16(size << 3); // AU-size (13 bits) and AU-index 0 (3 bits).
-                buf.put_slice(chunk);
-                Packet {
-                    track: self.track,
-                    data: buf.freeze(),
-                    keyframe: false,
-                }
-            })
-            .collect()
+        let chunks = frame.len().div_ceil(self.max_payload - 4);
+        let mut out = FrameBuffer::new(
+            self.track,
+            frame.len() + chunks * (INTERLEAVED_PREFIX_LEN + RTP_HEADER_LEN + 4),
+        );
+        for (k, chunk) in frame.chunks(self.max_payload - 4).enumerate() {
+            let start = out.begin();
+            self.header.write(&mut out.buf, k + 1 == chunks, timestamp);
+            out.buf.put_u16(16); // AU-headers-length in bits: one 16-bit AU-header.
+            out.buf.put_u16(size << 3); // AU-size (13 bits) and AU-index 0 (3 bits).
+            out.buf.put_slice(chunk);
+            out.end(start);
+        }
+        out.finish(false)
     }
 }
 
@@ -276,7 +405,7 @@ mod tests {
         let mut nals = Vec::new();
         let mut fragment: Vec<u8> = Vec::new();
         for p in packets {
-            let payload = &p.data[RTP_HEADER_LEN..];
+            let payload = &p.data()[RTP_HEADER_LEN..];
             match payload[0] & 0x1f {
                 FU_A => {
                     let (indicator, header) = (payload[0], payload[1]);
@@ -322,13 +451,50 @@ mod tests {
         assert!(
             packets
                 .iter()
-                .all(|p| p.timestamp() == 90_000 && p.data.len() <= 112)
+                .all(|p| p.timestamp() == 90_000 && p.data().len() <= 112)
         );
         let markers: Vec<bool> = packets.iter().map(Packet::marker).collect();
         assert_eq!(markers, vec![false, false, false, false, true]);
         assert!(packets[0].keyframe && !packets[1].keyframe);
-        assert_eq!(packets[0].data[1] & 0x7f, 96);
-        assert_eq!(&packets[0].data[8..12], &0x1234_5678u32.to_be_bytes());
+        assert_eq!(packets[0].data()[1] & 0x7f, 96);
+        assert_eq!(&packets[0].data()[8..12], &0x1234_5678u32.to_be_bytes());
+    }
+
+    #[test]
+    fn a_frames_packets_lie_framed_back_to_back_in_one_buffer() {
+        let mut p = H264Packetizer::new(1, 96, 1, 0).with_max_payload(100);
+        let big: Vec<u8> = std::iter::once(0x65)
+            .chain((0..250).map(|i| i as u8))
+            .collect();
+        let packets = p.packetize(&annex_b(&[&[0x67, 1], &[0x68, 2], &big]), 0);
+        assert_eq!(packets.len(), 5);
+        let (buffer, first) = packets[0].framed();
+        let (_, last) = packets[4].framed();
+        // One slice holds the whole frame, as an RTSP/TCP client on channel 2 reads it.
+        let mut wire = &buffer[first.start..last.end];
+        for packet in &packets {
+            assert_eq!(packet.framed_channel(), 2);
+            let len = usize::from(u16::from_be_bytes([wire[2], wire[3]]));
+            assert_eq!(&wire[..2], &[b'$', 2]);
+            assert_eq!(&wire[4..4 + len], packet.data());
+            wire = &wire[4 + len..];
+        }
+        assert!(wire.is_empty());
+        assert!(packets.windows(2).all(|w| w[1].follows(&w[0])));
+        let next = p.packetize(&annex_b(&[&[0x41, 1]]), 3000);
+        assert!(
+            !next[0].follows(&packets[4]),
+            "another frame, another buffer"
+        );
+        let single = Packet::new(0, packets[1].data(), false);
+        assert_eq!(
+            single,
+            Packet {
+                track: 0,
+                ..packets[1].clone()
+            }
+        );
+        assert_eq!(single.framed_channel(), 0);
     }
 
     #[test]
@@ -361,7 +527,7 @@ mod tests {
         let frame = vec![0xab; 300];
         let packets = p.packetize(&frame, 1024);
         assert_eq!(packets.len(), 1);
-        let payload = &packets[0].data[RTP_HEADER_LEN..];
+        let payload = &packets[0].data()[RTP_HEADER_LEN..];
         assert_eq!(
             &payload[..4],
             &[0x00, 0x10, (300u16 << 3 >> 8) as u8, (300u16 << 3) as u8]
@@ -376,7 +542,7 @@ mod tests {
         assert!(
             packets
                 .iter()
-                .all(|q| q.data[RTP_HEADER_LEN + 2..RTP_HEADER_LEN + 4]
+                .all(|q| q.data()[RTP_HEADER_LEN + 2..RTP_HEADER_LEN + 4]
                     == [(300u16 << 3 >> 8) as u8, (300u16 << 3) as u8])
         );
         let markers: Vec<bool> = packets.iter().map(Packet::marker).collect();

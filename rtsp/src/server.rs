@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::io::IoSlice;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -18,6 +19,7 @@ use bytes::{BufMut, BytesMut};
 use rtsp_types::headers;
 use rtsp_types::{Message, Method, ParseError, Response, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -114,9 +116,10 @@ pub const DEFAULT_MAX_REQUEST_BYTES: usize = 64 * 1024;
 /// stream, connect, wait for a keyframe).
 pub const DEFAULT_OPEN_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Initial capacity of a connection's outgoing buffer, which gathers a batch of packets for one
-/// write (it grows to the largest batch).
-const WRITE_BUFFER: usize = 16 * 1024;
+/// Initial capacity of a connection's own outgoing buffer: responses, and packets framed for a
+/// client that chose unusual interleaved channels (it grows to the largest batch). Clients on
+/// the usual channels are sent the camera's buffers themselves.
+const WRITE_BUFFER: usize = 2 * 1024;
 /// Packets a playing connection takes from its subscription per wake-up before flushing.
 const PACKETS_PER_FLUSH: usize = 32;
 
@@ -369,6 +372,8 @@ impl Connection {
         let (mut reader, mut writer) = stream.into_split();
         let mut input = BytesMut::with_capacity(4096);
         let mut out = BytesMut::with_capacity(WRITE_BUFFER);
+        let mut batch = Vec::with_capacity(PACKETS_PER_FLUSH);
+        let mut pieces = Vec::with_capacity(PACKETS_PER_FLUSH);
         loop {
             let deadline = self.session_deadline();
             tokio::select! {
@@ -396,26 +401,17 @@ impl Connection {
                         // The camera's bus is gone (camera removed).
                         break;
                     };
-                    let mut sent = Sent::default();
-                    if self.forward(packet, &mut out, &mut sent).await.is_err() {
-                        break;
-                    }
+                    batch.push(packet);
                     // Take what else is ready, then write once.
-                    for _ in 1..PACKETS_PER_FLUSH {
+                    while batch.len() < PACKETS_PER_FLUSH {
                         let Some(more) = try_next_packet(&mut self.session) else { break };
-                        if self.forward(more, &mut out, &mut sent).await.is_err() {
-                            break;
-                        }
+                        batch.push(more);
                     }
-                    // The server's counters are shared by every connection: once per batch.
-                    let stats = &self.shared.stats;
-                    stats.packets_sent.fetch_add(sent.packets, Ordering::Relaxed);
-                    stats.bytes_sent.fetch_add(sent.bytes, Ordering::Relaxed);
-                    if !out.is_empty() {
-                        if writer.write_all(&out).await.is_err() {
-                            break;
-                        }
-                        out.clear();
+                    let result = self.send_batch(&batch, &mut writer, &mut out, &mut pieces).await;
+                    // Released now, not at the next wake-up: the camera's ring owns them.
+                    batch.clear();
+                    if result.is_err() {
+                        break;
                     }
                 }
                 () = sleep_until(deadline) => {
@@ -909,40 +905,128 @@ impl Connection {
         Ok(builder.build(Vec::new()))
     }
 
-    /// Sends one packet the way its track was set up.
-    async fn forward(&self, packet: Packet, out: &mut BytesMut, sent: &mut Sent) -> Result<(), ()> {
+    /// Sends a batch of packets the way each one's track was set up: over TCP in one vectored
+    /// write, where a frame's packets go out as one slice of the camera's buffer when the
+    /// client uses the usual channels ([`crate::rtp::usual_channel`]; no copy, no work per
+    /// packet) and are framed into `out` when it does not; over UDP a datagram each.
+    async fn send_batch(
+        &self,
+        batch: &[Packet],
+        writer: &mut OwnedWriteHalf,
+        out: &mut BytesMut,
+        pieces: &mut Vec<Piece>,
+    ) -> Result<(), ()> {
         let Some(session) = &self.session else {
             return Ok(());
         };
-        let Some(Some(delivery)) = session.tracks.get(packet.track) else {
-            return Ok(());
-        };
-        sent.packets += 1;
-        sent.bytes += packet.data.len() as u64;
-        match *delivery {
-            Delivery::Interleaved { rtp, .. } => {
-                let Ok(len) = u16::try_from(packet.data.len()) else {
-                    return Ok(());
-                };
-                out.reserve(4 + packet.data.len());
-                out.put_u8(b'$');
-                out.put_u8(rtp);
-                out.put_u16(len);
-                out.put_slice(&packet.data);
-                Ok(())
-            }
-            Delivery::Udp { rtp_port, .. } => {
-                let Some(udp) = &self.shared.udp else {
-                    return Ok(());
-                };
-                let to = SocketAddr::new(client_ip(self.peer.ip()), rtp_port);
-                // A UDP send error (an ICMP unreachable from a client that left) is not fatal:
-                // the session timeout ends it.
-                let _ = udp.rtp.send_to(&packet.data, to).await;
-                Ok(())
+        out.clear();
+        pieces.clear();
+        let mut sent = Sent::default();
+        for (i, packet) in batch.iter().enumerate() {
+            let Some(Some(delivery)) = session.tracks.get(packet.track) else {
+                continue;
+            };
+            let data = packet.data();
+            sent.packets += 1;
+            sent.bytes += data.len() as u64;
+            match *delivery {
+                Delivery::Interleaved { rtp, .. } if rtp == packet.framed_channel() => {
+                    let (_, range) = packet.framed();
+                    match pieces.last_mut() {
+                        Some(Piece::Shared { last, end, .. }) if packet.follows(&batch[*last]) => {
+                            *last = i;
+                            *end = range.end;
+                        }
+                        _ => pieces.push(Piece::Shared {
+                            first: i,
+                            last: i,
+                            start: range.start,
+                            end: range.end,
+                        }),
+                    }
+                }
+                Delivery::Interleaved { rtp, .. } => {
+                    let Ok(len) = u16::try_from(data.len()) else {
+                        continue;
+                    };
+                    let start = out.len();
+                    out.reserve(4 + data.len());
+                    out.put_u8(b'$');
+                    out.put_u8(rtp);
+                    out.put_u16(len);
+                    out.put_slice(data);
+                    match pieces.last_mut() {
+                        Some(Piece::Copied { end, .. }) if *end == start => *end = out.len(),
+                        _ => pieces.push(Piece::Copied {
+                            start,
+                            end: out.len(),
+                        }),
+                    }
+                }
+                Delivery::Udp { rtp_port, .. } => {
+                    let Some(udp) = &self.shared.udp else {
+                        continue;
+                    };
+                    let to = SocketAddr::new(client_ip(self.peer.ip()), rtp_port);
+                    // A UDP send error (an ICMP unreachable from a client that left) is not
+                    // fatal: the session timeout ends it.
+                    let _ = udp.rtp.send_to(data, to).await;
+                }
             }
         }
+        // The server's counters are shared by every connection: once per batch.
+        let stats = &self.shared.stats;
+        stats
+            .packets_sent
+            .fetch_add(sent.packets, Ordering::Relaxed);
+        stats.bytes_sent.fetch_add(sent.bytes, Ordering::Relaxed);
+        // At most one piece per packet, and a batch is at most PACKETS_PER_FLUSH packets.
+        let mut slices = [IoSlice::new(&[]); PACKETS_PER_FLUSH];
+        for (slot, piece) in slices.iter_mut().zip(pieces.iter()) {
+            *slot = match *piece {
+                Piece::Shared {
+                    first, start, end, ..
+                } => IoSlice::new(&batch[first].framed().0[start..end]),
+                Piece::Copied { start, end } => IoSlice::new(&out[start..end]),
+            };
+        }
+        let n = pieces.len().min(PACKETS_PER_FLUSH);
+        let written = write_all_vectored(writer, &mut slices[..n]).await;
+        // `out` also carries responses: nothing of this batch may stay in it.
+        out.clear();
+        written.map_err(|_| ())
     }
+}
+
+/// Where one slice of a batch's write comes from.
+#[derive(Debug, Clone, Copy)]
+enum Piece {
+    /// Packets `first..=last` of the batch, back to back in one camera buffer, already framed:
+    /// `start..end` of that buffer.
+    Shared {
+        first: usize,
+        last: usize,
+        start: usize,
+        end: usize,
+    },
+    /// `start..end` of the connection's own buffer (packets framed for other channels).
+    Copied { start: usize, end: usize },
+}
+
+/// Writes all of `slices`, as few system calls as the socket allows.
+async fn write_all_vectored(
+    writer: &mut OwnedWriteHalf,
+    mut slices: &mut [IoSlice<'_>],
+) -> std::io::Result<()> {
+    IoSlice::advance_slices(&mut slices, 0);
+    while !slices.is_empty() {
+        let n = writer.write_vectored(slices).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut slices, n);
+    }
+    Ok(())
 }
 
 /// What one batch sent, for the server's counters.

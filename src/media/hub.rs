@@ -103,7 +103,7 @@ impl Hub {
             self.stats.packets_out.fetch_add(1, Ordering::Relaxed);
             self.stats
                 .bytes_out
-                .fetch_add(packet.data.len() as u64, Ordering::Relaxed);
+                .fetch_add(packet.data().len() as u64, Ordering::Relaxed);
             self.bus.publish(packet);
         }
         if let (Some(frames), Some(frame)) = (&self.frames, output.frame) {

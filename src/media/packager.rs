@@ -226,7 +226,7 @@ mod tests {
         let again = p.video(&f.video[0], 5, t0 + Duration::from_secs(1));
         let next = &again.packets[0];
         assert_eq!(next.seq(), last.seq().wrapping_add(1));
-        assert_eq!(next.data[8..12], last.data[8..12], "same SSRC");
+        assert_eq!(next.data()[8..12], last.data()[8..12], "same SSRC");
         assert_eq!(next.timestamp(), last.timestamp().wrapping_add(90_000));
         assert!(again.description.is_none());
     }
