@@ -67,21 +67,23 @@ impl PartialEq for Packet {
 impl Eq for Packet {}
 
 impl Packet {
-    /// A packet of `track` from a whole RTP packet (copied into its own framed buffer). Packets
-    /// longer than interleaved framing can carry are cut to 65535 bytes.
-    pub fn new(track: usize, data: &[u8], keyframe: bool) -> Self {
-        let data = &data[..data.len().min(usize::from(u16::MAX))];
+    /// A packet of `track` from a whole RTP packet, copied into its own framed buffer; `None`
+    /// if it is longer than interleaved framing can carry (65535 bytes).
+    pub fn new(track: usize, data: &[u8], keyframe: bool) -> Option<Self> {
+        if data.len() > usize::from(u16::MAX) {
+            return None;
+        }
         let mut frame = FrameBuffer::new(track, INTERLEAVED_PREFIX_LEN + data.len());
         let start = frame.begin();
         frame.buf.put_slice(data);
         frame.end(start);
-        Packet {
+        Some(Packet {
             track,
             frame: frame.buf.freeze(),
             at: 0,
             len: data.len(),
             keyframe,
-        }
+        })
     }
 
     /// The whole packet: header and payload.
@@ -486,7 +488,7 @@ mod tests {
             !next[0].follows(&packets[4]),
             "another frame, another buffer"
         );
-        let single = Packet::new(0, packets[1].data(), false);
+        let single = Packet::new(0, packets[1].data(), false).unwrap();
         assert_eq!(
             single,
             Packet {
@@ -495,6 +497,7 @@ mod tests {
             }
         );
         assert_eq!(single.framed_channel(), 0);
+        assert!(Packet::new(0, &vec![0; 65_536], false).is_none());
     }
 
     #[test]
