@@ -77,13 +77,7 @@ impl Packet {
         let start = frame.begin();
         frame.buf.put_slice(data);
         frame.end(start);
-        Some(Packet {
-            track,
-            frame: frame.buf.freeze(),
-            at: 0,
-            len: data.len(),
-            keyframe,
-        })
+        frame.finish(keyframe).into_iter().next()
     }
 
     /// The whole packet: header and payload.

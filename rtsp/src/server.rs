@@ -931,18 +931,11 @@ impl Connection {
             sent.bytes += data.len() as u64;
             match *delivery {
                 Delivery::Interleaved { rtp, .. } if rtp == packet.framed_channel() => {
-                    let (_, range) = packet.framed();
                     match pieces.last_mut() {
-                        Some(Piece::Shared { last, end, .. }) if packet.follows(&batch[*last]) => {
+                        Some(Piece::Shared { last, .. }) if packet.follows(&batch[*last]) => {
                             *last = i;
-                            *end = range.end;
                         }
-                        _ => pieces.push(Piece::Shared {
-                            first: i,
-                            last: i,
-                            start: range.start,
-                            end: range.end,
-                        }),
+                        _ => pieces.push(Piece::Shared { first: i, last: i }),
                     }
                 }
                 Delivery::Interleaved { rtp, .. } => {
@@ -984,9 +977,10 @@ impl Connection {
         let mut slices = [IoSlice::new(&[]); PACKETS_PER_FLUSH];
         for (slot, piece) in slices.iter_mut().zip(pieces.iter()) {
             *slot = match *piece {
-                Piece::Shared {
-                    first, start, end, ..
-                } => IoSlice::new(&batch[first].framed().0[start..end]),
+                Piece::Shared { first, last } => {
+                    let (buffer, from) = batch[first].framed();
+                    IoSlice::new(&buffer[from.start..batch[last].framed().1.end])
+                }
                 Piece::Copied { start, end } => IoSlice::new(&out[start..end]),
             };
         }
@@ -1002,13 +996,8 @@ impl Connection {
 #[derive(Debug, Clone, Copy)]
 enum Piece {
     /// Packets `first..=last` of the batch, back to back in one camera buffer, already framed:
-    /// `start..end` of that buffer.
-    Shared {
-        first: usize,
-        last: usize,
-        start: usize,
-        end: usize,
-    },
+    /// from the first one's framing to the last one's end.
+    Shared { first: usize, last: usize },
     /// `start..end` of the connection's own buffer (packets framed for other channels).
     Copied { start: usize, end: usize },
 }
