@@ -308,6 +308,18 @@ async fn response(stream: &mut TcpStream) -> String {
     head
 }
 
+/// The session id a SETUP response gives (without its timeout parameter).
+fn session_id(setup: &str) -> String {
+    setup
+        .lines()
+        .find_map(|l| l.strip_prefix("Session: "))
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_loses_packets_without_slowing_the_others() {
     let camera = sim_camera(SimCameraConfig {
@@ -336,14 +348,7 @@ async fn a_client_that_stops_reading_loses_packets_without_slowing_the_others() 
     .await
     .unwrap();
     let setup = response(&mut slow).await;
-    let session = setup
-        .lines()
-        .find_map(|l| l.strip_prefix("Session: "))
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let session = session_id(&setup);
     slow.write_all(
         format!("PLAY {url} RTSP/1.0\r\nCSeq: 3\r\nSession: {session}\r\n\r\n").as_bytes(),
     )
@@ -420,14 +425,7 @@ async fn play_interleaved(url: &str, video: u8, audio: u8) -> TcpStream {
             setup.contains(&format!("interleaved={channel}-{}", channel + 1)),
             "{setup}"
         );
-        session = setup
-            .lines()
-            .find_map(|l| l.strip_prefix("Session: "))
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_owned();
+        session = session_id(&setup);
     }
     stream
         .write_all(
