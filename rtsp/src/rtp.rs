@@ -68,9 +68,10 @@ impl Eq for Packet {}
 
 impl Packet {
     /// A packet of `track` from a whole RTP packet, copied into its own framed buffer; `None`
-    /// if it is longer than interleaved framing can carry (65535 bytes).
+    /// if it is shorter than an RTP header or longer than interleaved framing can carry
+    /// (65535 bytes).
     pub fn new(track: usize, data: &[u8], keyframe: bool) -> Option<Self> {
-        if data.len() > usize::from(u16::MAX) {
+        if data.len() < RTP_HEADER_LEN || data.len() > usize::from(u16::MAX) {
             return None;
         }
         let mut frame = FrameBuffer::new(track, INTERLEAVED_PREFIX_LEN + data.len());
@@ -492,6 +493,7 @@ mod tests {
         );
         assert_eq!(single.framed_channel(), 0);
         assert!(Packet::new(0, &vec![0; 65_536], false).is_none());
+        assert!(Packet::new(0, &[0x80; RTP_HEADER_LEN - 1], false).is_none());
     }
 
     #[test]
