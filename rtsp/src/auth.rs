@@ -44,9 +44,13 @@ pub struct Challenge {
 impl Authenticator {
     /// An authenticator for `users` in `realm`.
     pub fn new(realm: impl Into<String>, users: Vec<User>) -> Self {
+        // The key makes nonces unforgeable; the OS CSPRNG has it. The fallback is for a
+        // platform without one, where the nonces are still unique, only guessable.
         let mut key = [0u8; 16];
-        for byte in &mut key {
-            *byte = fastrand::u8(..);
+        if getrandom::fill(&mut key).is_err() {
+            for byte in &mut key {
+                *byte = fastrand::u8(..);
+            }
         }
         Self {
             realm: realm.into().replace('"', "'"),
