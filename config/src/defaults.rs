@@ -61,7 +61,10 @@ pub const RTSP_RTCP_ADDR: SocketAddr =
 /// `CAMRELAY_RTSP_SESSION_TIMEOUT`: a client session with neither a request
 /// nor RTCP for this long is closed and its slot freed. It is announced in
 /// the `Session` header (`;timeout=60`, RFC 2326's default), so well-behaved
-/// clients send keep-alives in time.
+/// clients send keep-alives in time. The same bound closes a connection
+/// without a session that sends no request (one that only described a camera
+/// would keep it wanted), and a client that takes no data (stopped or gone
+/// without closing) while the server waits to write to it.
 pub const RTSP_SESSION_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Shortest accepted `CAMRELAY_RTSP_SESSION_TIMEOUT`: shorter closes clients

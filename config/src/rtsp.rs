@@ -24,7 +24,8 @@ pub struct RtspConfig {
     /// offered, `None` for TCP interleaved only.
     pub udp: Option<RtspUdp>,
     /// `CAMRELAY_RTSP_SESSION_TIMEOUT`: a session with neither a request nor
-    /// RTCP for this long is closed.
+    /// RTCP for this long is closed (and a connection without a session and
+    /// without requests, or one that takes no data).
     pub session_timeout: Duration,
     /// `CAMRELAY_RTSP_MAX_CLIENTS`: sessions in all; beyond, 453.
     pub max_clients: usize,

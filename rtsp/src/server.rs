@@ -76,7 +76,11 @@ pub trait Mounts: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// A session with no request and no RTCP for this long is closed (announced to clients as
-    /// the `Session` timeout; they send keepalives well within it).
+    /// the `Session` timeout; they send keepalives well within it). So is a connection without
+    /// a session that sends no request for this long (one that only described a camera would
+    /// otherwise keep it wanted), and one that takes no data for this long while its write
+    /// waits (a vanished peer would otherwise hold its session until TCP gives up, minutes
+    /// later).
     pub session_timeout: Duration,
     /// Most sessions in all (453 Not Enough Bandwidth beyond).
     pub max_sessions: usize,
@@ -352,6 +356,12 @@ struct Connection {
     /// Streams opened by DESCRIBE on this connection, by path, until SETUP uses them.
     described: HashMap<String, Arc<dyn Source>>,
     session: Option<Session>,
+    /// When the last request arrived (or the connection opened): without a session, the
+    /// connection is closed [`ServerConfig::session_timeout`] after it.
+    last_request: Instant,
+    /// `WWW-Authenticate` challenges for the response being built, one header line each (the
+    /// response type would join them into one line, which some clients misread).
+    challenges: Vec<String>,
     close: bool,
 }
 
@@ -362,6 +372,8 @@ impl Connection {
             shared,
             described: HashMap::new(),
             session: None,
+            last_request: Instant::now(),
+            challenges: Vec::new(),
             close: false,
         }
     }
@@ -385,10 +397,10 @@ impl Connection {
                         Ok(_) => {}
                     }
                     if let Err(()) = self.take_messages(&mut input, &mut out).await {
-                        let _ = writer.write_all(&out).await;
+                        let _ = self.write_within_timeout(writer.write_all(&out)).await;
                         break;
                     }
-                    if writer.write_all(&out).await.is_err() {
+                    if self.write_within_timeout(writer.write_all(&out)).await.is_err() {
                         break;
                     }
                     out.clear();
@@ -414,9 +426,12 @@ impl Connection {
                         break;
                     }
                 }
-                () = sleep_until(deadline) => {
+                () = tokio::time::sleep_until(deadline) => {
                     if self.timed_out() {
-                        tracing::debug!("RTSP session timed out");
+                        tracing::debug!(
+                            session = self.session.is_some(),
+                            "RTSP connection timed out"
+                        );
                         break;
                     }
                 }
@@ -433,15 +448,19 @@ impl Connection {
         }
     }
 
-    fn session_deadline(&self) -> Option<Instant> {
-        self.session
+    /// When the connection is closed unless something happens first: the session's timeout
+    /// after its last activity, or without a session, after the last request.
+    fn session_deadline(&self) -> Instant {
+        let since = self
+            .session
             .as_ref()
-            .map(|s| s.last_activity + self.shared.config.session_timeout)
+            .map_or(self.last_request, |s| s.last_activity);
+        since + self.shared.config.session_timeout
     }
 
     fn timed_out(&mut self) -> bool {
         let Some(session) = &mut self.session else {
-            return false;
+            return Instant::now() >= self.session_deadline();
         };
         // RTCP from UDP clients counts as activity.
         let seen = self
@@ -478,6 +497,7 @@ impl Connection {
                             out,
                             &request::response(StatusCode::RequestMessageBodyTooLarge, None)
                                 .build(Vec::new()),
+                            &[],
                         );
                         return Err(());
                     }
@@ -492,6 +512,7 @@ impl Connection {
                     write_response(
                         out,
                         &request::response(StatusCode::BadRequest, None).build(Vec::new()),
+                        &[],
                     );
                     return Err(());
                 }
@@ -499,9 +520,11 @@ impl Connection {
             let _ = input.split_to(consumed);
             match message {
                 Message::Request(req) => {
+                    self.last_request = Instant::now();
                     let response = self.handle(&req).await;
                     self.shared.stats.requests.fetch_add(1, Ordering::Relaxed);
-                    write_response(out, &response);
+                    let challenges = std::mem::take(&mut self.challenges);
+                    write_response(out, &response, &challenges);
                     if self.close {
                         return Ok(());
                     }
@@ -552,11 +575,9 @@ impl Connection {
                 .stats
                 .unauthorized
                 .fetch_add(1, Ordering::Relaxed);
-            let mut builder = request::response(StatusCode::Unauthorized, Some(parsed.cseq));
-            for value in challenge.headers {
-                builder = builder.header(headers::WWW_AUTHENTICATE, value);
-            }
-            return builder.build(Vec::new());
+            self.challenges = challenge.headers;
+            return request::response(StatusCode::Unauthorized, Some(parsed.cseq))
+                .build(Vec::new());
         }
         let result = match method {
             Method::Describe => self.describe(&parsed).await,
@@ -648,6 +669,9 @@ impl Connection {
             return Err(bad(parsed, "SETUP without URL"));
         };
         let (path, track) = request::stream_and_track(url);
+        // A new session's stream is opened (or taken from DESCRIBE) first, but the session is
+        // only made once the request proves valid: a refused SETUP leaves none behind.
+        let mut opened = None;
         if let Some(session) = &self.session {
             if parsed.session.as_deref() != Some(session.id.as_str()) || session.path != path {
                 return Err(Refusal {
@@ -657,19 +681,39 @@ impl Connection {
                 });
             }
         } else {
-            let source = match self.described.remove(&path) {
+            opened = Some(match self.described.remove(&path) {
                 Some(source) => source,
                 None => match self.open(parsed, &path).await {
                     Ok(source) => source,
                     Err(response) => return Ok(response),
                 },
+            });
+        }
+        let description = match (&opened, &self.session) {
+            (Some(source), _) => source.description(),
+            (None, Some(session)) => session.description.clone(),
+            (None, None) => return Err(bad(parsed, "no session")),
+        };
+        let checked = self.check_setup(parsed, req, track, description.tracks.len());
+        let (index, delivery) = match checked {
+            Ok(checked) => checked,
+            Err(refusal) => {
+                // Kept for the client's next try, as DESCRIBE keeps it.
+                if let Some(source) = opened {
+                    self.described.insert(path, source);
+                }
+                return Err(refusal);
+            }
+        };
+        if let Some(source) = opened {
+            let Some(slot) = self.take_slot(&path) else {
+                self.described.insert(path, source);
+                return Err(Refusal {
+                    status: StatusCode::NotEnoughBandwidth,
+                    cseq: Some(parsed.cseq),
+                    reason: "session limit reached",
+                });
             };
-            let slot = self.take_slot(&path).ok_or(Refusal {
-                status: StatusCode::NotEnoughBandwidth,
-                cseq: Some(parsed.cseq),
-                reason: "session limit reached",
-            })?;
-            let description = source.description();
             let tracks = vec![None; description.tracks.len()];
             self.session = Some(Session {
                 id: format!("{:016x}", fastrand::u64(..)),
@@ -684,36 +728,12 @@ impl Connection {
             });
             self.shared.stats.sessions.fetch_add(1, Ordering::Relaxed);
         }
-        let next_channel = self.next_channel();
         let udp = self.shared.udp.clone();
         let peer = self.peer;
         let timeout = self.shared.config.session_timeout.as_secs();
         let Some(session) = &mut self.session else {
             return Err(bad(parsed, "no session"));
         };
-        let index = match track {
-            Some(index) if index < session.tracks.len() => index,
-            None if session.tracks.len() == 1 => 0,
-            _ => {
-                return Err(Refusal {
-                    status: StatusCode::NotFound,
-                    cseq: Some(parsed.cseq),
-                    reason: "no such track",
-                });
-            }
-        };
-        let delivery =
-            request::choose_transport(req, udp.is_some(), next_channel).map_err(|status| {
-                self.shared
-                    .stats
-                    .bad_requests
-                    .fetch_add(1, Ordering::Relaxed);
-                Refusal {
-                    status,
-                    cseq: Some(parsed.cseq),
-                    reason: "no supported transport offered",
-                }
-            })?;
         session.tracks[index] = Some(delivery);
         let ssrc = session.description.tracks[index].ssrc;
         let transport = match (delivery, &udp) {
@@ -749,6 +769,42 @@ impl Connection {
             )
             .header(headers::TRANSPORT, transport)
             .build(Vec::new()))
+    }
+
+    /// The track a SETUP names (of `tracks`) and the first transport it offers that the server
+    /// can serve.
+    fn check_setup(
+        &self,
+        parsed: &Parsed,
+        req: &rtsp_types::Request<Vec<u8>>,
+        track: Option<usize>,
+        tracks: usize,
+    ) -> Result<(usize, Delivery), Refusal> {
+        let index = match track {
+            Some(index) if index < tracks => index,
+            None if tracks == 1 => 0,
+            _ => {
+                return Err(Refusal {
+                    status: StatusCode::NotFound,
+                    cseq: Some(parsed.cseq),
+                    reason: "no such track",
+                });
+            }
+        };
+        let udp = self.shared.udp.is_some();
+        let delivery =
+            request::choose_transport(req, udp, self.next_channel()).map_err(|status| {
+                self.shared
+                    .stats
+                    .bad_requests
+                    .fetch_add(1, Ordering::Relaxed);
+                Refusal {
+                    status,
+                    cseq: Some(parsed.cseq),
+                    reason: "no supported transport offered",
+                }
+            })?;
+        Ok((index, delivery))
     }
 
     /// The first interleaved channel pair not used by this session's tracks yet.
@@ -985,10 +1041,29 @@ impl Connection {
             };
         }
         let n = pieces.len().min(PACKETS_PER_FLUSH);
-        let written = write_all_vectored(writer, &mut slices[..n]).await;
+        let written = self
+            .write_within_timeout(write_all_vectored(writer, &mut slices[..n]))
+            .await;
         // `out` also carries responses: nothing of this batch may stay in it.
         out.clear();
-        written.map_err(|_| ())
+        written
+    }
+
+    /// Runs a write on the client's socket, failing if it cannot finish within the session
+    /// timeout: a client that takes nothing for that long has stopped reading or vanished
+    /// without closing (its requests and RTCP cannot be read while the write waits).
+    async fn write_within_timeout(
+        &self,
+        write: impl Future<Output = std::io::Result<()>>,
+    ) -> Result<(), ()> {
+        match tokio::time::timeout(self.shared.config.session_timeout, write).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(()),
+            Err(_) => {
+                tracing::debug!("RTSP client took nothing for the session timeout");
+                Err(())
+            }
+        }
     }
 }
 
@@ -1058,11 +1133,24 @@ fn method_name(method: &Method) -> String {
     }
 }
 
-fn write_response(out: &mut BytesMut, response: &Response<Vec<u8>>) {
+/// Writes `response`, with one `WWW-Authenticate` line per challenge added to its head.
+fn write_response(out: &mut BytesMut, response: &Response<Vec<u8>>, challenges: &[String]) {
     let mut bytes = Vec::with_capacity(256 + response.body().len());
-    if response.write(&mut bytes).is_ok() {
-        out.extend_from_slice(&bytes);
+    if response.write(&mut bytes).is_err() {
+        return;
     }
+    let head_end = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(bytes.len(), |at| at + 2);
+    out.extend_from_slice(&bytes[..head_end]);
+    for challenge in challenges {
+        // The server's own text; a line break would end the head early.
+        if !challenge.contains(['\r', '\n']) {
+            out.extend_from_slice(format!("WWW-Authenticate: {challenge}\r\n").as_bytes());
+        }
+    }
+    out.extend_from_slice(&bytes[head_end..]);
 }
 
 async fn next_packet(session: &mut Option<Session>) -> Option<Packet> {
@@ -1077,11 +1165,4 @@ fn try_next_packet(session: &mut Option<Session>) -> Option<Packet> {
         .as_mut()
         .and_then(|s| s.playing.as_mut())
         .and_then(Subscriber::try_recv)
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }
