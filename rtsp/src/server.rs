@@ -520,7 +520,13 @@ impl Connection {
             let _ = input.split_to(consumed);
             match message {
                 Message::Request(req) => {
+                    // Any request keeps the connection's session alive, with its id or not
+                    // (some clients send OPTIONS without one as their keepalive): one session
+                    // per connection, so the connection says whose it is.
                     self.last_request = Instant::now();
+                    if let Some(session) = &mut self.session {
+                        session.last_activity = self.last_request;
+                    }
                     let response = self.handle(&req).await;
                     self.shared.stats.requests.fetch_add(1, Ordering::Relaxed);
                     let challenges = std::mem::take(&mut self.challenges);
@@ -553,11 +559,6 @@ impl Connection {
                 return request::refusal(&refusal);
             }
         };
-        if let Some(session) = &mut self.session
-            && parsed.session.as_deref() == Some(session.id.as_str())
-        {
-            session.last_activity = Instant::now();
-        }
         let method = parsed.method.clone();
         if method == Method::Options {
             return request::response(StatusCode::Ok, Some(parsed.cseq))

@@ -657,12 +657,17 @@ async fn udp_delivery_sends_each_track_to_its_client_ports() {
     assert_eq!(alive.frames_before, 0);
 }
 
-/// Keeps `client`'s session alive with GET_PARAMETER for `duration`, reading what it is sent.
+/// Keeps `client`'s session alive with GET_PARAMETER naming it until `until`, or with OPTIONS
+/// that does not, reading what it is sent.
 async fn keep_alive_with_requests(client: &mut Client, url: &str, session: &str, until: Instant) {
     while Instant::now() < until {
-        let reply = client
-            .request("GET_PARAMETER", url, &[("Session", session)])
-            .await;
+        let reply = if session.is_empty() {
+            client.request("OPTIONS", "*", &[]).await
+        } else {
+            client
+                .request("GET_PARAMETER", url, &[("Session", session)])
+                .await
+        };
         assert_eq!(reply.status, 200, "{reply:?}");
         tokio::time::sleep(KEEPALIVE_INTERVAL).await;
     }
@@ -687,6 +692,18 @@ async fn silent_sessions_and_connections_time_out_and_keepalives_hold_them() {
         tokio::spawn(async move {
             keep_alive_with_requests(&mut by_request, &url, &session, until).await;
             (by_request, session)
+        })
+    };
+
+    // Kept alive with OPTIONS that names no session (some clients' keepalive).
+    let mut by_options = harness.connect().await;
+    let options_session = by_options.setup_tcp(&url).await;
+    by_options.play(&url, &options_session).await;
+    let options = {
+        let url = url.clone();
+        tokio::spawn(async move {
+            keep_alive_with_requests(&mut by_options, &url, "", until).await;
+            (by_options, options_session)
         })
     };
 
@@ -758,10 +775,12 @@ async fn silent_sessions_and_connections_time_out_and_keepalives_hold_them() {
 
     // The others outlived three timeouts and still have their sessions.
     let (mut by_request, session) = within("keepalives", requests).await.unwrap();
+    let (mut by_options, options_session) = within("OPTIONS", options).await.unwrap();
     let (mut by_rtcp, rtcp_session) = within("RTCP", interleaved_rtcp).await.unwrap();
     let (mut by_udp, udp_session, _rtp) = within("UDP RTCP", udp_rtcp).await.unwrap();
     for (client, session) in [
         (&mut by_request, &session),
+        (&mut by_options, &options_session),
         (&mut by_rtcp, &rtcp_session),
         (&mut by_udp, &udp_session),
     ] {
@@ -770,7 +789,7 @@ async fn silent_sessions_and_connections_time_out_and_keepalives_hold_them() {
             .await;
         assert_eq!(reply.status, 200, "{reply:?}");
     }
-    assert_eq!(harness.sessions_open(), 3);
+    assert_eq!(harness.sessions_open(), 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
