@@ -410,28 +410,29 @@ impl Client {
         Incoming::Reply(reply)
     }
 
-    /// DESCRIBE (optional) and SETUP of both tracks of `url` over TCP on channels 0-1 and 2-3;
+    /// SETUP of track `track` of `url` over TCP on its usual channels (`2 * track` and the
+    /// next), in `session` if given.
+    async fn setup_track(&mut self, url: &str, track: u8, session: Option<&str>) -> Reply {
+        let transport = format!(
+            "RTP/AVP/TCP;unicast;interleaved={}-{}",
+            2 * track,
+            2 * track + 1
+        );
+        let mut headers = vec![("Transport", transport.as_str())];
+        if let Some(session) = session {
+            headers.push(("Session", session));
+        }
+        self.request("SETUP", &format!("{url}/trackID={track}"), &headers)
+            .await
+    }
+
+    /// SETUP of both tracks of `url` over TCP on channels 0-1 and 2-3;
     /// returns the session id.
     async fn setup_tcp(&mut self, url: &str) -> String {
-        let video = self
-            .request(
-                "SETUP",
-                &format!("{url}/trackID=0"),
-                &[("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1")],
-            )
-            .await;
+        let video = self.setup_track(url, 0, None).await;
         assert_eq!(video.status, 200, "{video:?}");
         let session = video.session();
-        let audio = self
-            .request(
-                "SETUP",
-                &format!("{url}/trackID=1"),
-                &[
-                    ("Transport", "RTP/AVP/TCP;unicast;interleaved=2-3"),
-                    ("Session", &session),
-                ],
-            )
-            .await;
+        let audio = self.setup_track(url, 1, Some(&session)).await;
         assert_eq!(audio.status, 200, "{audio:?}");
         assert_eq!(audio.session(), session);
         session
@@ -512,13 +513,7 @@ async fn play_pause_play_and_teardown_over_tcp() {
     let mut client = harness.connect().await;
     assert_eq!(client.request("DESCRIBE", &url, &[]).await.status, 200);
 
-    let video = client
-        .request(
-            "SETUP",
-            &format!("{url}/trackID=0"),
-            &[("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1")],
-        )
-        .await;
+    let video = client.setup_track(&url, 0, None).await;
     assert_eq!(video.status, 200, "{video:?}");
     let session_header = video.header("Session").unwrap();
     assert!(session_header.ends_with(";timeout=60"), "{session_header}");
@@ -526,16 +521,7 @@ async fn play_pause_play_and_teardown_over_tcp() {
     assert!(transport.contains("interleaved=0-1"), "{transport}");
     assert!(transport.contains("ssrc=00001111"), "{transport}");
     let session = video.session();
-    let audio = client
-        .request(
-            "SETUP",
-            &format!("{url}/trackID=1"),
-            &[
-                ("Transport", "RTP/AVP/TCP;unicast;interleaved=2-3"),
-                ("Session", &session),
-            ],
-        )
-        .await;
+    let audio = client.setup_track(&url, 1, Some(&session)).await;
     assert_eq!(audio.status, 200, "{audio:?}");
     assert_eq!(harness.sessions_open(), 1);
 
@@ -844,9 +830,7 @@ async fn session_limits_per_stream_and_in_all_answer_453_and_free_up() {
     })
     .await;
     async fn setup(client: &mut Client, harness: &Harness, path: &str) -> Reply {
-        let url = format!("{}/trackID=0", harness.url(path));
-        let transport = ("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1");
-        client.request("SETUP", &url, &[transport]).await
+        client.setup_track(&harness.url(path), 0, None).await
     }
     let mut first = harness.connect().await;
     let mut second = harness.connect().await;
