@@ -283,6 +283,7 @@ async fn receive_rtcp(udp: Arc<UdpSockets>, shared: Arc<Shared>, shutdown: Cance
             received = udp.rtcp.recv_from(&mut buf) => received,
         };
         if let Ok((_, from)) = received {
+            let from = SocketAddr::new(client_ip(from.ip()), from.port());
             let mut seen = shared
                 .rtcp_seen
                 .lock()
@@ -748,7 +749,9 @@ impl Connection {
                 },
                 Some(udp),
             ) => {
-                let rtcp_addr = SocketAddr::new(peer.ip(), rtcp_port);
+                // Keyed by the canonical address: a dual-stack listener sees IPv4 clients as
+                // v4-mapped IPv6, a UDP socket of the other family sees them as they are.
+                let rtcp_addr = SocketAddr::new(client_ip(peer.ip()), rtcp_port);
                 session.udp_clients.push(rtcp_addr);
                 self.shared
                     .rtcp_seen

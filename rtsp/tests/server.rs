@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -160,12 +161,19 @@ impl Mounts for TestMounts {
 
 struct Harness {
     server: Server,
+    /// Where clients connect: the listener's address, or loopback when it listens on all.
+    addr: SocketAddr,
     streams: HashMap<String, Arc<TestStream>>,
     shutdown: CancellationToken,
 }
 
 impl Harness {
     async fn start(config: ServerConfig) -> Self {
+        Self::start_on(config, "127.0.0.1:0", "127.0.0.1:0").await
+    }
+
+    /// Listens for RTSP on `tcp` and sends and receives RTP and RTCP on `udp` (port 0 each).
+    async fn start_on(config: ServerConfig, tcp: &str, udp: &str) -> Self {
         let shutdown = CancellationToken::new();
         let mut streams = HashMap::new();
         for path in ["/a", "/b", "/c", "/heavy"] {
@@ -179,11 +187,11 @@ impl Harness {
             streams.insert(path.to_owned(), stream);
         }
         let udp = UdpSockets {
-            rtp: UdpSocket::bind("127.0.0.1:0").await.unwrap(),
-            rtcp: UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+            rtp: UdpSocket::bind(udp).await.unwrap(),
+            rtcp: UdpSocket::bind(udp).await.unwrap(),
         };
         let server = Server::start(
-            TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            TcpListener::bind(tcp).await.unwrap(),
             Some(udp),
             Arc::new(TestMounts {
                 streams: streams.clone(),
@@ -195,19 +203,24 @@ impl Harness {
             shutdown.clone(),
         )
         .unwrap();
+        let mut addr = server.local_addr();
+        if addr.ip().is_unspecified() {
+            addr.set_ip(Ipv4Addr::LOCALHOST.into());
+        }
         Self {
             server,
+            addr,
             streams,
             shutdown,
         }
     }
 
     fn url(&self, path: &str) -> String {
-        format!("rtsp://{}{path}", self.server.local_addr())
+        format!("rtsp://{}{path}", self.addr)
     }
 
     async fn connect(&self) -> Client {
-        let stream = TcpStream::connect(self.server.local_addr()).await.unwrap();
+        let stream = TcpStream::connect(self.addr).await.unwrap();
         let (reader, writer) = stream.into_split();
         Client {
             reader: BufReader::new(reader),
@@ -641,6 +654,69 @@ async fn udp_delivery_sends_each_track_to_its_client_ports() {
         .await;
     assert_eq!(alive.status, 200);
     assert_eq!(alive.frames_before, 0);
+}
+
+/// A server listening on all addresses of both families sees an IPv4 client's TCP connection as
+/// v4-mapped IPv6 (`::ffff:127.0.0.1`), and a UDP socket of the other family sees its datagrams
+/// the other way round. Either way the client's RTP reaches it and its RTCP over UDP keeps its
+/// session alive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_clients_of_a_dual_stack_server_are_recognised_by_their_rtcp() {
+    if std::net::UdpSocket::bind("[::]:0").is_err() {
+        eprintln!("skipped: this machine has no IPv6 sockets");
+        return;
+    }
+    for (tcp, udp) in [("[::]:0", "127.0.0.1:0"), ("127.0.0.1:0", "[::]:0")] {
+        let harness = Harness::start_on(
+            ServerConfig {
+                session_timeout: SHORT_TIMEOUT,
+                ..ServerConfig::default()
+            },
+            tcp,
+            udp,
+        )
+        .await;
+        let url = harness.url("/a");
+        let (_, server_rtcp) = harness.server.udp_ports().unwrap();
+        let mut client = harness.connect().await;
+        let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let rtcp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let transport = format!(
+            "RTP/AVP;unicast;client_port={}-{}",
+            rtp.local_addr().unwrap().port(),
+            rtcp.local_addr().unwrap().port()
+        );
+        let setup = client
+            .request(
+                "SETUP",
+                &format!("{url}/trackID=0"),
+                &[("Transport", &transport)],
+            )
+            .await;
+        assert_eq!(setup.status, 200, "{setup:?}");
+        let session = setup.session();
+        client.play(&url, &session).await;
+        let mut buf = [0u8; 1500];
+        let (len, _) = within("RTP over UDP", rtp.recv_from(&mut buf))
+            .await
+            .unwrap();
+        assert!(len > RTP_HEADER_LEN, "TCP on {tcp}, UDP on {udp}");
+
+        // RTCP receiver reports only, for three timeouts.
+        let until = Instant::now() + SHORT_TIMEOUT * 3;
+        let report = [0x80, 201, 0, 1, 0, 0, 0, 1];
+        while Instant::now() < until {
+            rtcp.send_to(&report, ("127.0.0.1", server_rtcp))
+                .await
+                .unwrap();
+            tokio::time::sleep(KEEPALIVE_INTERVAL).await;
+        }
+        let reply = client
+            .request("GET_PARAMETER", &url, &[("Session", &session)])
+            .await;
+        assert_eq!(reply.status, 200, "TCP on {tcp}, UDP on {udp}: {reply:?}");
+        assert_eq!(harness.sessions_open(), 1);
+    }
 }
 
 /// Keeps `client`'s session alive with GET_PARAMETER naming it until `until`, or with OPTIONS
