@@ -10,6 +10,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Serialize;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -67,6 +72,9 @@ pub fn operator_router(relay: Arc<Relay>) -> Router {
         .with_state(relay)
 }
 
+/// How long to wait after a failed accept (out of descriptors, say) before the next.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
 /// Every endpoint on one listener.
 pub fn router(relay: Arc<Relay>) -> Router {
     viewer_router(Arc::clone(&relay)).merge(operator_router(relay))
@@ -93,12 +101,55 @@ pub async fn serve(
 }
 
 async fn serve_one(listener: TcpListener, app: Router, shutdown: CancellationToken) {
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await;
-    if let Err(e) = result {
-        tracing::error!(error = %e, "HTTP server failed");
+    serve_with_timeout(
+        listener,
+        app,
+        camrelay_config::defaults::HTTP_HEADER_TIMEOUT,
+        shutdown,
+    )
+    .await;
+}
+
+/// Serves HTTP/1.1 on `listener` until `shutdown`, then lets requests in flight finish.
+///
+/// A connection that does not send a complete request head within `header_timeout`, whether
+/// new or kept alive after a response, is closed: `axum::serve` has no such bound, so silent
+/// or slowly-sending connections would stay open for as long as their peers liked.
+async fn serve_with_timeout(
+    listener: TcpListener,
+    app: Router,
+    header_timeout: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let graceful = GracefulShutdown::new();
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors or similar: back off briefly instead of spinning.
+                tracing::warn!(error = %e, "HTTP accept failed");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        let connection =
+            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "HTTP connection ended");
+            }
+        });
     }
+    drop(listener);
+    graceful.shutdown().await;
 }
 
 /// Refuses `/stats` and `/metrics` without the admin token, when one is set.
@@ -278,5 +329,108 @@ fn bracket(ip: IpAddr) -> String {
     match ip {
         IpAddr::V4(v4) => v4.to_string(),
         IpAddr::V6(v6) => format!("[{v6}]"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::future::Future;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    use super::*;
+
+    /// Short, so that the test takes a second or two.
+    const TIMEOUT: Duration = Duration::from_millis(400);
+    /// Bound on every wait: generous, never reached when the server works.
+    const PATIENCE: Duration = Duration::from_secs(10);
+    /// Timer slack allowed below the timeout.
+    const SLACK: Duration = Duration::from_millis(50);
+    const REQUEST: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: relay\r\n\r\n";
+
+    async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
+        tokio::time::timeout(PATIENCE, future)
+            .await
+            .unwrap_or_else(|_| panic!("{what}: nothing within {PATIENCE:?}"))
+    }
+
+    /// Reads until the server closes the connection (or resets it, after a write of ours it
+    /// did not read); what it sent.
+    async fn until_closed(stream: &mut TcpStream) -> Vec<u8> {
+        let mut got = Vec::new();
+        let _closed_or_reset = within("the server closes", stream.read_to_end(&mut got)).await;
+        got
+    }
+
+    /// Reads one response to [`REQUEST`] (a short body, so one read after the head suffices).
+    async fn response(stream: &mut TcpStream) -> String {
+        let mut buf = vec![0u8; 1024];
+        let mut got = String::new();
+        while !got.ends_with("ok\n") {
+            let n = within("a response", stream.read(&mut buf)).await.unwrap();
+            assert!(n > 0, "closed before the response ended: {got:?}");
+            got.push_str(std::str::from_utf8(&buf[..n]).unwrap());
+        }
+        got
+    }
+
+    #[tokio::test]
+    async fn silent_idle_and_dripping_connections_are_closed_after_the_header_timeout() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let app = Router::new().route("/healthz", get(healthz));
+        let server = tokio::spawn(serve_with_timeout(listener, app, TIMEOUT, shutdown.clone()));
+
+        // A connection that never sends a byte.
+        let mut silent = TcpStream::connect(addr).await.unwrap();
+        let silent_since = Instant::now();
+        // One that sends a request head a byte at a time, never finishing it (slowloris).
+        let mut dripping = TcpStream::connect(addr).await.unwrap();
+        let dripping_since = Instant::now();
+        let drip = tokio::spawn(async move {
+            for byte in b"GET /healthz HTTP/1.1\r\nHost: relay\r\nX-Padding: "
+                .iter()
+                .cycle()
+            {
+                if dripping.write_all(&[*byte]).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(TIMEOUT / 8).await;
+            }
+            dripping
+        });
+        // A client that makes two requests on one connection, then goes quiet.
+        let mut kept_alive = TcpStream::connect(addr).await.unwrap();
+        kept_alive.write_all(REQUEST).await.unwrap();
+        assert!(response(&mut kept_alive).await.starts_with("HTTP/1.1 200"));
+        tokio::time::sleep(TIMEOUT / 2).await;
+        kept_alive.write_all(REQUEST).await.unwrap();
+        assert!(response(&mut kept_alive).await.starts_with("HTTP/1.1 200"));
+        let idle_since = Instant::now();
+
+        assert_eq!(until_closed(&mut silent).await, b"");
+        assert!(silent_since.elapsed() + SLACK >= TIMEOUT);
+        let mut dripping = within("the drip stops", drip).await.unwrap();
+        let dripped_for = dripping_since.elapsed();
+        assert!(dripped_for + SLACK >= TIMEOUT);
+        assert!(
+            dripped_for < TIMEOUT * 3,
+            "a dripping head held its connection for {dripped_for:?}"
+        );
+        until_closed(&mut dripping).await;
+        until_closed(&mut kept_alive).await;
+        assert!(idle_since.elapsed() + SLACK >= TIMEOUT);
+
+        // The server serves on, and stops at shutdown although a connection is open.
+        let mut fresh = TcpStream::connect(addr).await.unwrap();
+        fresh.write_all(REQUEST).await.unwrap();
+        assert!(response(&mut fresh).await.starts_with("HTTP/1.1 200"));
+        shutdown.cancel();
+        within("the server stops", server).await.unwrap();
+        until_closed(&mut fresh).await;
     }
 }

@@ -15,6 +15,13 @@ use crate::LogFormat;
 /// on every interface.
 pub const HTTP_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 8080));
 
+/// How long an HTTP connection may take to send a request head (request line and headers),
+/// and how long a kept-alive connection may sit idle between requests, before it is closed.
+/// Not a setting: browsers, probes and scrapers send a head at once, and a browser reconnects
+/// by itself. It bounds what silent or half-sent connections hold (a task and a descriptor
+/// each), so that they cannot pile up until the relay runs out of descriptors.
+pub const HTTP_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// `CAMRELAY_RTSP_ADDR`: the local RTSP server, on every interface (8554 is
 /// the customary unprivileged RTSP port).
 pub const RTSP_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 8554));
