@@ -257,6 +257,33 @@ async fn an_rtsps_camera_is_verified_against_the_configured_ca() {
         .assert_sim_camera(25);
 }
 
+/// Through the rtsps bridge, retina signs Digest for the bridge's loopback URL; a camera that
+/// checks the Digest `uri` against the Request-URI (the simulator does, as MediaMTX) accepts
+/// the relay only because the bridge signs again for the camera's URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_digest_protected_rtsps_camera_that_checks_the_signed_uri_is_relayed() {
+    let camera = sim_camera(SimCameraConfig {
+        tls: true,
+        credentials: Some(("admin".into(), "pa:ss w0rd".into())),
+        ..SimCameraConfig::default()
+    })
+    .await;
+    let url = camera
+        .url("/cam")
+        .replacen("rtsps://", "rtsps://admin:pa%3Ass%20w0rd@", 1);
+    let cameras = format!("cam={url}");
+    let relay = start_relay(&[
+        ("CAMRELAY_CAMERAS", &cameras),
+        ("CAMRELAY_EXTRA_CA_FILE", camrelay_sim::camera::TEST_CA_FILE),
+        ("CAMRELAY_RTSP_START_TIMEOUT", "5s"),
+    ])
+    .await;
+    let probe = ffprobe(&relay.url("cam"), "tcp", 2).await;
+    let error = relay.camera("cam").media.stats.last_error();
+    assert!(probe.ok(), "{}; camera: {error:?}", probe.stderr);
+    probe.assert_sim_camera(25);
+}
+
 /// A 640x360 camera of about 10 Mbps (noise keeps x264 from compressing it), so that a client
 /// that stops reading falls behind the bus's ring within seconds: 64 video frames at 30 fps and
 /// 100 AAC frames at 48 kHz, both 2.133 s.

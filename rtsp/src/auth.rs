@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use md5::{Digest as _, Md5};
 use secrecy::{ExposeSecret, SecretString};
+use url::Url;
 
 /// How long a Digest nonce stays valid. Clients reuse the nonce for every request of a
 /// session; after this they are challenged again (with `stale=true`) and answer without asking
@@ -32,6 +33,7 @@ pub struct Authenticator {
     users: Vec<User>,
     key: [u8; 16],
     epoch: Instant,
+    check_uri: bool,
 }
 
 /// Why a request was not let in, with the challenges to send in `WWW-Authenticate`.
@@ -57,14 +59,26 @@ impl Authenticator {
             users,
             key,
             epoch: Instant::now(),
+            check_uri: false,
         }
     }
 
+    /// Also requires a Digest `uri` to name the request's URL, as RFC 7616 §3.4.6 asks and
+    /// MediaMTX does (in SETUP the stream's URL is accepted for the track's, which VLC
+    /// signs). Off by default: the relay's server accepts any `uri` its response is right
+    /// for, which no client can get wrong; the camera simulator checks, as strict cameras do.
+    #[must_use]
+    pub fn checking_request_uri(mut self) -> Self {
+        self.check_uri = true;
+        self
+    }
+
     /// Lets a request in if its `authorization` header is valid for `method` (`DESCRIBE`, …)
-    /// at `now`.
+    /// on `url` (`None` for `*`) at `now`.
     pub fn check(
         &self,
         method: &str,
+        url: Option<&Url>,
         authorization: Option<&str>,
         now: Instant,
     ) -> Result<(), Challenge> {
@@ -76,7 +90,7 @@ impl Authenticator {
                 false
             }
             Some(header) if starts_with_ignore_case(header, "digest ") => {
-                match self.digest(method, &header[7..], now) {
+                match self.digest(method, url, &header[7..], now) {
                     DigestCheck::Ok => return Ok(()),
                     DigestCheck::Stale => true,
                     DigestCheck::Wrong => false,
@@ -129,7 +143,7 @@ impl Authenticator {
         })
     }
 
-    fn digest(&self, method: &str, params: &str, now: Instant) -> DigestCheck {
+    fn digest(&self, method: &str, url: Option<&Url>, params: &str, now: Instant) -> DigestCheck {
         let fields = parse_params(params);
         let get = |name: &str| {
             fields
@@ -143,6 +157,9 @@ impl Authenticator {
             return DigestCheck::Wrong;
         };
         if get("algorithm").is_some_and(|a| !a.eq_ignore_ascii_case("MD5")) {
+            return DigestCheck::Wrong;
+        }
+        if self.check_uri && !names_request(uri, method, url) {
             return DigestCheck::Wrong;
         }
         // Our nonce: 16 hex digits of issue time and the tag over it.
@@ -188,6 +205,36 @@ impl Authenticator {
             return DigestCheck::Stale;
         }
         DigestCheck::Ok
+    }
+}
+
+/// Whether a Digest `uri` names the request's `url`; in SETUP, the stream's URL (the track's
+/// without its last segment, with or without a trailing slash) counts too.
+fn names_request(uri: &str, method: &str, url: Option<&Url>) -> bool {
+    let Some(url) = url else {
+        return uri == "*";
+    };
+    let Ok(given) = Url::parse(uri) else {
+        return false;
+    };
+    if given == *url {
+        return true;
+    }
+    if method != "SETUP" {
+        return false;
+    }
+    let path = url.path();
+    let Some(cut) = path.trim_end_matches('/').rfind('/') else {
+        return false;
+    };
+    let mut stream = url.clone();
+    stream.set_query(None);
+    stream.set_path(&path[..cut]);
+    let given_path = given.path().trim_end_matches('/');
+    given.query().is_none() && given_path == stream.path() && {
+        let mut given = given.clone();
+        given.set_path(given_path);
+        given == stream
     }
 }
 
@@ -294,33 +341,101 @@ mod tests {
         let now = Instant::now();
         let good = base64::engine::general_purpose::STANDARD.encode("viewer:pa:ss w0rd");
         assert!(
-            a.check("DESCRIBE", Some(&format!("Basic {good}")), now)
+            a.check("DESCRIBE", None, Some(&format!("Basic {good}")), now)
                 .is_ok()
         );
         let bad = base64::engine::general_purpose::STANDARD.encode("viewer:nope");
         let challenge = a
-            .check("DESCRIBE", Some(&format!("Basic {bad}")), now)
+            .check("DESCRIBE", None, Some(&format!("Basic {bad}")), now)
             .unwrap_err();
         assert!(challenge.headers[0].starts_with("Digest realm=\"camrelay\""));
         assert_eq!(challenge.headers[1], "Basic realm=\"camrelay\"");
-        assert!(a.check("DESCRIBE", None, now).is_err());
-        assert!(a.check("DESCRIBE", Some("Basic !!!"), now).is_err());
+        assert!(a.check("DESCRIBE", None, None, now).is_err());
+        assert!(a.check("DESCRIBE", None, Some("Basic !!!"), now).is_err());
+    }
+
+    #[test]
+    fn a_strict_authenticator_requires_the_digest_uri_to_name_the_request() {
+        let lenient = authenticator();
+        let strict = authenticator().checking_request_uri();
+        let now = Instant::now();
+        let url = |u: &str| Url::parse(u).unwrap();
+        let stream = "rtsp://127.0.0.1:8554/front-door";
+        let track = url("rtsp://127.0.0.1:8554/front-door/trackID=0");
+        // Each authenticator's nonces are its own.
+        let signed_for = |a: &Authenticator, method: &str, uri: &str| {
+            let nonce = nonce_of(&a.check("DESCRIBE", None, None, now).unwrap_err());
+            digest_header("viewer", "pa:ss w0rd", &nonce, method, uri, true)
+        };
+        let signed = |method: &str, uri: &str| signed_for(&strict, method, uri);
+
+        for a in [&lenient, &strict] {
+            let describe = signed_for(a, "DESCRIBE", stream);
+            assert!(
+                a.check("DESCRIBE", Some(&url(stream)), Some(&describe), now)
+                    .is_ok()
+            );
+        }
+        // Signed for another URL, as through a proxy that rewrites the request line only.
+        let elsewhere = "rtsp://127.0.0.1:4000/front-door";
+        let other = signed_for(&lenient, "DESCRIBE", elsewhere);
+        let ok = lenient.check("DESCRIBE", Some(&url(stream)), Some(&other), now);
+        assert!(ok.is_ok());
+        let other = signed("DESCRIBE", elsewhere);
+        let refused = strict.check("DESCRIBE", Some(&url(stream)), Some(&other), now);
+        assert!(refused.is_err());
+        let describe = signed("DESCRIBE", stream);
+        assert!(
+            strict
+                .check("DESCRIBE", None, Some(&describe), now)
+                .is_err()
+        );
+
+        // SETUP of a track may be signed for the track or for the stream (VLC).
+        for uri in [track.as_str(), stream, &format!("{stream}/")] {
+            let setup = signed("SETUP", uri);
+            assert!(
+                strict
+                    .check("SETUP", Some(&track), Some(&setup), now)
+                    .is_ok(),
+                "{uri}"
+            );
+        }
+        for uri in ["rtsp://127.0.0.1:8554/elsewhere", "rtsp://127.0.0.1:8554/"] {
+            let setup = signed("SETUP", uri);
+            assert!(
+                strict
+                    .check("SETUP", Some(&track), Some(&setup), now)
+                    .is_err(),
+                "{uri}"
+            );
+        }
+        // Only in SETUP.
+        let play = signed("PLAY", stream);
+        assert!(
+            strict
+                .check("PLAY", Some(&track), Some(&play), now)
+                .is_err()
+        );
     }
 
     #[test]
     fn digest_with_and_without_qop() {
         let a = authenticator();
         let now = Instant::now();
-        let nonce = nonce_of(&a.check("DESCRIBE", None, now).unwrap_err());
+        let nonce = nonce_of(&a.check("DESCRIBE", None, None, now).unwrap_err());
         let uri = "rtsp://127.0.0.1:8554/front-door";
         for qop in [false, true] {
             let header = digest_header("viewer", "pa:ss w0rd", &nonce, "DESCRIBE", uri, qop);
-            assert!(a.check("DESCRIBE", Some(&header), now).is_ok(), "qop={qop}");
+            assert!(
+                a.check("DESCRIBE", None, Some(&header), now).is_ok(),
+                "qop={qop}"
+            );
             // The method is part of the hash.
-            assert!(a.check("SETUP", Some(&header), now).is_err());
+            assert!(a.check("SETUP", None, Some(&header), now).is_err());
         }
         let wrong = digest_header("viewer", "guess", &nonce, "DESCRIBE", uri, false);
-        assert!(a.check("DESCRIBE", Some(&wrong), now).is_err());
+        assert!(a.check("DESCRIBE", None, Some(&wrong), now).is_err());
         let forged = digest_header(
             "viewer",
             "pa:ss w0rd",
@@ -329,17 +444,17 @@ mod tests {
             uri,
             false,
         );
-        assert!(a.check("DESCRIBE", Some(&forged), now).is_err());
+        assert!(a.check("DESCRIBE", None, Some(&forged), now).is_err());
     }
 
     #[test]
     fn an_old_nonce_is_stale() {
         let a = authenticator();
         let now = Instant::now();
-        let nonce = nonce_of(&a.check("PLAY", None, now).unwrap_err());
+        let nonce = nonce_of(&a.check("PLAY", None, None, now).unwrap_err());
         let header = digest_header("viewer", "pa:ss w0rd", &nonce, "PLAY", "rtsp://h/c", true);
         let later = now + NONCE_LIFETIME + Duration::from_secs(5);
-        let challenge = a.check("PLAY", Some(&header), later).unwrap_err();
+        let challenge = a.check("PLAY", None, Some(&header), later).unwrap_err();
         assert!(challenge.headers[0].ends_with("stale=true"));
     }
 
@@ -355,7 +470,10 @@ mod tests {
             "",
             "digest nonce=\"é\"",
         ] {
-            assert!(a.check("DESCRIBE", Some(header), now).is_err(), "{header}");
+            assert!(
+                a.check("DESCRIBE", None, Some(header), now).is_err(),
+                "{header}"
+            );
         }
         assert_eq!(
             parse_params(r#"a="1, 2", b=3,c = "4""#),

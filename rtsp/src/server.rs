@@ -569,6 +569,7 @@ impl Connection {
         if let Some(auth) = &self.shared.config.auth
             && let Err(challenge) = auth.check(
                 &method_name(&method),
+                parsed.url.as_ref(),
                 parsed.authorization.as_deref(),
                 Instant::now().into_std(),
             )

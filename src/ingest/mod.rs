@@ -7,6 +7,7 @@
 //! refuses one (the stream is gone). Failed sessions are retried with capped, jittered
 //! exponential backoff; a session that delivered media resets it.
 
+mod digest;
 pub mod tls;
 
 use std::sync::Arc;
@@ -352,7 +353,7 @@ impl Ingest {
                 .tls
                 .config(target.tls_verify)
                 .map_err(Ended::Failed)?;
-            let started = Bridge::start(url, tls, timeout)
+            let started = Bridge::start(url, tls, timeout, target.credentials.clone())
                 .await
                 .map_err(|e| Ended::Failed(format!("cannot start the TLS bridge: {e}")))?;
             let local = started.url().clone();

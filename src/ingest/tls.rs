@@ -7,9 +7,10 @@
 //! Request-URI prefix put back (`rtsp://127.0.0.1:PORT` → `rtsps://host:port`), interleaved
 //! RTP/RTCP frames pass unchanged, and everything coming down is copied as it is.
 //!
-//! Limitation: a Digest-protected `rtsps://` camera sees the loopback URI in the Digest `uri`
-//! parameter. Servers that hash the parameter as sent (gst-rtsp-server, ours) accept it;
-//! one that insists it equal the Request-URI would refuse. Nest uses a query token, not Digest.
+//! retina signs Digest credentials for the loopback URI, so with the camera's credentials the
+//! bridge also puts the camera's URI into the `Authorization` header's `uri` and signs it
+//! again (see [`super::digest`]): servers that check that `uri` against the Request-URI, as
+//! MediaMTX does, would refuse the request otherwise.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -27,6 +28,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsConnector;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use url::Url;
+
+use super::digest;
+use crate::camera::Credentials;
 
 /// The port of an `rtsps://` URL that names none (RFC 7826 §19.4).
 pub const RTSPS_DEFAULT_PORT: u16 = 322;
@@ -181,11 +185,13 @@ pub struct Bridge {
 
 impl Bridge {
     /// Starts a bridge to `remote` (an `rtsps://` URL). `connect_timeout` bounds each TCP
-    /// connect and TLS handshake.
+    /// connect and TLS handshake. `credentials` are the ones retina signs Digest requests
+    /// with, so that the bridge can sign them again for the camera's URI.
     pub async fn start(
         remote: &Url,
         tls: Arc<ClientConfig>,
         connect_timeout: Duration,
+        credentials: Option<Credentials>,
     ) -> std::io::Result<Self> {
         let host = remote
             .host_str()
@@ -217,6 +223,7 @@ impl Bridge {
             local_prefix,
             remote_prefix,
             connect_timeout,
+            credentials,
             failure: std::sync::Mutex::new(None),
         });
         tokio::spawn(accept(listener, Arc::clone(&route), stop.clone()));
@@ -260,6 +267,7 @@ struct Route {
     local_prefix: String,
     remote_prefix: String,
     connect_timeout: Duration,
+    credentials: Option<Credentials>,
     /// Why the last connection to the camera failed, if it did.
     failure: std::sync::Mutex<Option<String>>,
 }
@@ -325,8 +333,16 @@ async fn relay(local: TcpStream, route: &Route) -> std::io::Result<()> {
         let mut buf = BytesMut::with_capacity(READ_CHUNK);
         loop {
             while let Some(message) = take_message(&mut buf)? {
-                let message =
+                let mut message =
                     rewrite_request_uri(message, &route.local_prefix, &route.remote_prefix);
+                if let Some(credentials) = &route.credentials {
+                    message = resign_authorization(
+                        message,
+                        &route.local_prefix,
+                        &route.remote_prefix,
+                        credentials,
+                    );
+                }
                 remote_write.write_all(&message).await?;
             }
             buf.reserve(READ_CHUNK);
@@ -422,6 +438,68 @@ pub fn rewrite_request_uri(message: Bytes, local_prefix: &str, remote_prefix: &s
     out.freeze()
 }
 
+/// `uri` with the bridge's prefix replaced by the camera's, if it starts with it.
+fn camera_uri(uri: &str, local_prefix: &str, remote_prefix: &str) -> Option<String> {
+    let rest = uri.strip_prefix(local_prefix)?;
+    (rest.is_empty() || rest.starts_with(['/', '?'])).then(|| format!("{remote_prefix}{rest}"))
+}
+
+/// Signs a request's Digest `Authorization` again for the camera's URI when retina signed it
+/// for the bridge's. Other messages, and headers that cannot be re-signed, pass unchanged.
+pub fn resign_authorization(
+    message: Bytes,
+    local_prefix: &str,
+    remote_prefix: &str,
+    credentials: &Credentials,
+) -> Bytes {
+    use secrecy::ExposeSecret;
+    if message.first() == Some(&b'$') {
+        return message;
+    }
+    let Some(head_end) = find(&message, b"\r\n\r\n") else {
+        return message;
+    };
+    let Ok(head) = std::str::from_utf8(&message[..head_end]) else {
+        return message;
+    };
+    let Some(method) = head.split(' ').next() else {
+        return message;
+    };
+    let mut changed = false;
+    let lines: Vec<std::borrow::Cow<'_, str>> = head
+        .split("\r\n")
+        .map(|line| {
+            let resigned = line.split_once(':').and_then(|(name, value)| {
+                if !name.trim().eq_ignore_ascii_case("authorization") {
+                    return None;
+                }
+                let value = digest::resign(
+                    value,
+                    method,
+                    &credentials.username,
+                    credentials.password.expose_secret(),
+                    |uri| camera_uri(uri, local_prefix, remote_prefix),
+                )?;
+                Some(format!("{name}: {value}"))
+            });
+            match resigned {
+                Some(line) => {
+                    changed = true;
+                    line.into()
+                }
+                None => line.into(),
+            }
+        })
+        .collect();
+    if !changed {
+        return message;
+    }
+    let mut out = BytesMut::with_capacity(message.len() + remote_prefix.len() + 64);
+    out.extend_from_slice(lines.join("\r\n").as_bytes());
+    out.extend_from_slice(&message[head_end..]);
+    out.freeze()
+}
+
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
@@ -432,6 +510,8 @@ fn invalid(message: &str) -> std::io::Error {
 
 #[cfg(test)]
 mod tests {
+    use md5::Digest as _;
+
     use super::*;
 
     #[test]
@@ -463,6 +543,65 @@ mod tests {
         assert!(take_message(&mut buf).is_err());
         let mut buf = BytesMut::from(vec![b'a'; MAX_REQUEST_HEADER + 1].as_slice());
         assert!(take_message(&mut buf).is_err());
+    }
+
+    #[test]
+    fn signs_digest_again_for_the_camera_uri_and_leaves_the_rest() {
+        use secrecy::SecretString;
+        let local = "rtsp://127.0.0.1:4000";
+        let remote = "rtsps://cam.example:322";
+        let credentials = Credentials {
+            username: "admin".into(),
+            password: SecretString::from("pa:ss".to_owned()),
+        };
+        // What retina sends (RFC 2069 style, as http-auth writes without qop).
+        let sign = |uri: &str| {
+            let ha1 = format!("{:x}", md5::Md5::digest(b"admin:cam:pa:ss"));
+            let ha2 = format!("{:x}", md5::Md5::digest(format!("DESCRIBE:{uri}")));
+            let response = format!("{:x}", md5::Md5::digest(format!("{ha1}:n0nce:{ha2}")));
+            format!(
+                "Digest username=\"admin\", realm=\"cam\", uri=\"{uri}\", nonce=\"n0nce\", \
+                 response=\"{response}\""
+            )
+        };
+        let request = |uri: &str, authorization: &str| {
+            Bytes::from(format!(
+                "DESCRIBE {uri} RTSP/1.0\r\nCSeq: 2\r\nAuthorization: {authorization}\r\n\
+                 User-Agent: camrelay\r\n\r\n"
+            ))
+        };
+        let sent = request(
+            "rtsps://cam.example:322/live?x=1",
+            &sign("rtsp://127.0.0.1:4000/live?x=1"),
+        );
+        let resigned = resign_authorization(sent, local, remote, &credentials);
+        let expected = request(
+            "rtsps://cam.example:322/live?x=1",
+            &sign("rtsps://cam.example:322/live?x=1"),
+        );
+        assert_eq!(resigned, expected);
+
+        // Signed for the camera already, signed with other credentials, or interleaved data:
+        // unchanged.
+        let wrong = Credentials {
+            username: "admin".into(),
+            password: SecretString::from("other".to_owned()),
+        };
+        for (message, credentials) in [
+            (expected.clone(), &credentials),
+            (
+                request(
+                    "rtsps://cam.example:322/live",
+                    &sign("rtsp://127.0.0.1:4000/live"),
+                ),
+                &wrong,
+            ),
+            (Bytes::from_static(b"$\x00\x00\x01x"), &credentials),
+            (Bytes::from_static(b"OPTIONS * RTSP/1.0\r\n"), &credentials),
+        ] {
+            let same = resign_authorization(message.clone(), local, remote, credentials);
+            assert_eq!(same, message);
+        }
     }
 
     #[test]

@@ -325,14 +325,18 @@ impl SimCamera {
             streams: Mutex::new(HashMap::new()),
             shutdown: shutdown.clone(),
         });
+        // Strict as MediaMTX: a Digest `uri` must name the request's URL.
         let auth = config.credentials.map(|(name, password)| {
-            Arc::new(Authenticator::new(
-                "camrelay-sim",
-                vec![User {
-                    name,
-                    password: SecretString::from(password),
-                }],
-            ))
+            Arc::new(
+                Authenticator::new(
+                    "camrelay-sim",
+                    vec![User {
+                        name,
+                        password: SecretString::from(password),
+                    }],
+                )
+                .checking_request_uri(),
+            )
         });
         let server = Server::start(
             listener,
