@@ -65,8 +65,9 @@ impl Authenticator {
 
     /// Also requires a Digest `uri` to name the request's URL, as RFC 7616 §3.4.6 asks and
     /// MediaMTX does (in SETUP the stream's URL is accepted for the track's, which VLC
-    /// signs). Off by default: the relay's server accepts any `uri` its response is right
-    /// for, which no client can get wrong; the camera simulator checks, as strict cameras do.
+    /// signs). Off by default: the relay's own server accepts a response that is right for
+    /// whatever `uri` the client signed, so no client is refused for how it names the URL.
+    /// The camera simulator checks, as strict cameras do.
     #[must_use]
     pub fn checking_request_uri(mut self) -> Self {
         self.check_uri = true;
