@@ -12,13 +12,18 @@ use libfuzzer_sys::fuzz_target;
 use rtsp_types::{Message, ParseError};
 
 fuzz_target!(|data: &[u8]| {
-    let auth = Authenticator::new(
-        "fuzz",
+    let users = || {
         vec![User {
             name: "user".into(),
             password: "password".to_owned().into(),
-        }],
-    );
+        }]
+    };
+    // The relay's lenient check and the camera simulator's strict one (the Digest uri must
+    // name the request's URL).
+    let auths = [
+        Authenticator::new("fuzz", users()),
+        Authenticator::new("fuzz", users()).checking_request_uri(),
+    ];
     let mut input = data;
     // Each round consumes at least one byte, so this ends.
     while !input.is_empty() {
@@ -36,7 +41,14 @@ fuzz_target!(|data: &[u8]| {
         match request::parse(&req) {
             Ok(parsed) => {
                 let method = format!("{:?}", parsed.method).to_uppercase();
-                let _ = auth.check(&method, parsed.authorization.as_deref(), Instant::now());
+                for auth in &auths {
+                    let _ = auth.check(
+                        &method,
+                        parsed.url.as_ref(),
+                        parsed.authorization.as_deref(),
+                        Instant::now(),
+                    );
+                }
                 if let Some(url) = &parsed.url {
                     let _ = request::stream_and_track(url);
                 }
