@@ -456,6 +456,41 @@ impl Client {
         assert_eq!(reply.status, 200, "{reply:?}");
         reply
     }
+
+    /// SETUP of `url`'s video track over UDP to two fresh loopback ports, then PLAY; returns
+    /// the session id and the client's RTP and RTCP sockets.
+    async fn play_video_over_udp(&mut self, url: &str) -> (String, UdpSocket, UdpSocket) {
+        let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let rtcp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let transport = format!(
+            "RTP/AVP;unicast;client_port={}-{}",
+            rtp.local_addr().unwrap().port(),
+            rtcp.local_addr().unwrap().port()
+        );
+        let setup = self
+            .request(
+                "SETUP",
+                &format!("{url}/trackID=0"),
+                &[("Transport", &transport)],
+            )
+            .await;
+        assert_eq!(setup.status, 200, "{setup:?}");
+        let session = setup.session();
+        self.play(url, &session).await;
+        (session, rtp, rtcp)
+    }
+}
+
+/// Sends empty RTCP receiver reports (RFC 3550 §6.4.2) from `rtcp` to the server's RTCP port
+/// on loopback until `until`, and nothing else.
+async fn send_udp_rtcp_until(rtcp: &UdpSocket, server_rtcp: u16, until: Instant) {
+    let report = [0x80, 201, 0, 1, 0, 0, 0, 1];
+    while Instant::now() < until {
+        rtcp.send_to(&report, ("127.0.0.1", server_rtcp))
+            .await
+            .unwrap();
+        tokio::time::sleep(KEEPALIVE_INTERVAL).await;
+    }
 }
 
 // ------------------------------------------------------------------------ the tests
@@ -679,23 +714,7 @@ async fn udp_clients_of_a_dual_stack_server_are_recognised_by_their_rtcp() {
         let url = harness.url("/a");
         let (_, server_rtcp) = harness.server.udp_ports().unwrap();
         let mut client = harness.connect().await;
-        let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let rtcp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let transport = format!(
-            "RTP/AVP;unicast;client_port={}-{}",
-            rtp.local_addr().unwrap().port(),
-            rtcp.local_addr().unwrap().port()
-        );
-        let setup = client
-            .request(
-                "SETUP",
-                &format!("{url}/trackID=0"),
-                &[("Transport", &transport)],
-            )
-            .await;
-        assert_eq!(setup.status, 200, "{setup:?}");
-        let session = setup.session();
-        client.play(&url, &session).await;
+        let (session, rtp, rtcp) = client.play_video_over_udp(&url).await;
         let mut buf = [0u8; 1500];
         let (len, _) = within("RTP over UDP", rtp.recv_from(&mut buf))
             .await
@@ -703,14 +722,7 @@ async fn udp_clients_of_a_dual_stack_server_are_recognised_by_their_rtcp() {
         assert!(len > RTP_HEADER_LEN, "TCP on {tcp}, UDP on {udp}");
 
         // RTCP receiver reports only, for three timeouts.
-        let until = Instant::now() + SHORT_TIMEOUT * 3;
-        let report = [0x80, 201, 0, 1, 0, 0, 0, 1];
-        while Instant::now() < until {
-            rtcp.send_to(&report, ("127.0.0.1", server_rtcp))
-                .await
-                .unwrap();
-            tokio::time::sleep(KEEPALIVE_INTERVAL).await;
-        }
+        send_udp_rtcp_until(&rtcp, server_rtcp, Instant::now() + SHORT_TIMEOUT * 3).await;
         let reply = client
             .request("GET_PARAMETER", &url, &[("Session", &session)])
             .await;
@@ -786,32 +798,10 @@ async fn silent_sessions_and_connections_time_out_and_keepalives_hold_them() {
 
     // Kept alive with RTCP over UDP, and no request at all.
     let mut by_udp = harness.connect().await;
-    let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let rtcp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let transport = format!(
-        "RTP/AVP;unicast;client_port={}-{}",
-        rtp.local_addr().unwrap().port(),
-        rtcp.local_addr().unwrap().port()
-    );
-    let setup = by_udp
-        .request(
-            "SETUP",
-            &format!("{url}/trackID=0"),
-            &[("Transport", &transport)],
-        )
-        .await;
-    assert_eq!(setup.status, 200, "{setup:?}");
-    let udp_session = setup.session();
-    by_udp.play(&url, &udp_session).await;
+    let (udp_session, rtp, rtcp) = by_udp.play_video_over_udp(&url).await;
     let (_, server_rtcp) = harness.server.udp_ports().unwrap();
     let udp_rtcp = tokio::spawn(async move {
-        let report = [0x80, 201, 0, 1, 0, 0, 0, 1];
-        while Instant::now() < until {
-            rtcp.send_to(&report, ("127.0.0.1", server_rtcp))
-                .await
-                .unwrap();
-            tokio::time::sleep(KEEPALIVE_INTERVAL).await;
-        }
+        send_udp_rtcp_until(&rtcp, server_rtcp, until).await;
         (by_udp, udp_session, rtp)
     });
 
