@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
@@ -423,18 +423,22 @@ pub fn rewrite_request_uri(message: Bytes, local_prefix: &str, remote_prefix: &s
     let Some(method_end) = message.iter().position(|&b| b == b' ') else {
         return message;
     };
-    let uri = &message[method_end + 1..];
-    let matches = uri.starts_with(local_prefix.as_bytes())
-        && matches!(uri.get(local_prefix.len()), Some(b'/' | b' ' | b'?'));
-    if !matches {
+    let uri_start = method_end + 1;
+    let uri_len = message[uri_start..]
+        .iter()
+        .position(|&b| b == b' ')
+        .unwrap_or(message.len() - uri_start);
+    let uri_end = uri_start + uri_len;
+    let Some(uri) = std::str::from_utf8(&message[uri_start..uri_end])
+        .ok()
+        .and_then(|uri| camera_uri(uri, local_prefix, remote_prefix))
+    else {
         return message;
-    }
+    };
     let mut out = BytesMut::with_capacity(message.len() + remote_prefix.len());
-    out.extend_from_slice(&message[..=method_end]);
-    out.extend_from_slice(remote_prefix.as_bytes());
-    let mut rest = message;
-    rest.advance(method_end + 1 + local_prefix.len());
-    out.extend_from_slice(&rest);
+    out.extend_from_slice(&message[..uri_start]);
+    out.extend_from_slice(uri.as_bytes());
+    out.extend_from_slice(&message[uri_end..]);
     out.freeze()
 }
 
