@@ -10,6 +10,9 @@ use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
+use bytes::BytesMut;
+use camrelay_config::defaults;
+use futures_util::StreamExt;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -100,29 +103,42 @@ pub async fn serve(
 }
 
 async fn serve_one(listener: TcpListener, app: Router, shutdown: CancellationToken) {
-    serve_with_timeout(
-        listener,
-        app,
-        camrelay_config::defaults::HTTP_HEADER_TIMEOUT,
-        shutdown,
-    )
-    .await;
+    let timeouts = Timeouts {
+        header: defaults::HTTP_HEADER_TIMEOUT,
+        body: defaults::HTTP_BODY_TIMEOUT,
+    };
+    serve_with_timeout(listener, app, timeouts, shutdown).await;
+}
+
+/// How long a connection may take to send each part of a request.
+#[derive(Debug, Clone, Copy)]
+struct Timeouts {
+    /// The request head, and the idle time between kept-alive requests.
+    header: Duration,
+    /// The whole body, once the head is in.
+    body: Duration,
 }
 
 /// Serves HTTP/1.1 on `listener` until `shutdown`, then lets requests in flight finish.
 ///
-/// A connection that does not send a complete request head within `header_timeout`, whether
+/// A connection that does not send a complete request head within `timeouts.header`, whether
 /// new or kept alive after a response, is closed: `axum::serve` has no such bound, so silent
-/// or slowly-sending connections would stay open for as long as their peers liked.
+/// or slowly-sending connections would stay open for as long as their peers liked. A request
+/// whose body does not arrive within `timeouts.body` is answered 408 and its connection closed
+/// ([`read_body_within`]).
 async fn serve_with_timeout(
     listener: TcpListener,
     app: Router,
-    header_timeout: Duration,
+    timeouts: Timeouts,
     shutdown: CancellationToken,
 ) {
+    let app = app.layer(middleware::from_fn_with_state(
+        timeouts.body,
+        read_body_within,
+    ));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(header_timeout);
+        .header_read_timeout(timeouts.header);
     let graceful = GracefulShutdown::new();
     loop {
         let accepted = tokio::select! {
@@ -149,6 +165,60 @@ async fn serve_with_timeout(
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// Reads a request's whole body, at most [`defaults::HTTP_MAX_BODY_BYTES`], within `limit` of
+/// its head, then hands the request on with the body in memory. hyper bounds only the head in
+/// time, so without this a peer that announces a body and sends it slowly (or never) would
+/// hold its connection and a handler for as long as it liked. A late body gets 408, an
+/// oversized one 413, and both close the connection: what is left of the body is unread.
+async fn read_body_within(
+    State(limit): State<Duration>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
+    let deadline = Instant::now() + limit;
+    let (parts, body) = request.into_parts();
+    let announced = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > defaults::HTTP_MAX_BODY_BYTES as u64) {
+        return closing(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
+    }
+    let mut frames = body.into_data_stream();
+    let mut buffered = BytesMut::new();
+    loop {
+        match tokio::time::timeout_at(deadline, frames.next()).await {
+            Ok(None) => break,
+            Ok(Some(Ok(chunk))) => {
+                if buffered.len() + chunk.len() > defaults::HTTP_MAX_BODY_BYTES {
+                    return closing(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
+                }
+                buffered.extend_from_slice(&chunk);
+            }
+            Ok(Some(Err(e))) => {
+                tracing::debug!(error = %e, "HTTP request body unreadable");
+                return closing(StatusCode::BAD_REQUEST, "request body unreadable\n");
+            }
+            Err(_) => {
+                tracing::debug!(received = buffered.len(), "HTTP request body too slow");
+                return closing(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request body not received in time\n",
+                );
+            }
+        }
+    }
+    let request =
+        axum::extract::Request::from_parts(parts, axum::body::Body::from(buffered.freeze()));
+    next.run(request).await
+}
+
+/// An error response after which the connection is closed (RFC 9112 §9.6).
+fn closing(status: StatusCode, message: &'static str) -> Response {
+    (status, [(header::CONNECTION, "close")], message).into_response()
 }
 
 /// Refuses `/stats` and `/metrics` without the admin token, when one is set.
@@ -337,7 +407,7 @@ mod tests {
 
     use std::future::Future;
 
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
 
     use super::*;
@@ -348,6 +418,10 @@ mod tests {
     const PATIENCE: Duration = Duration::from_secs(10);
     /// Timer slack allowed below the timeout.
     const SLACK: Duration = Duration::from_millis(50);
+    const TIMEOUTS: Timeouts = Timeouts {
+        header: TIMEOUT,
+        body: TIMEOUT,
+    };
     const REQUEST: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: relay\r\n\r\n";
 
     async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
@@ -358,7 +432,7 @@ mod tests {
 
     /// Reads until the server closes the connection (or resets it, after a write of ours it
     /// did not read); what it sent.
-    async fn until_closed(stream: &mut TcpStream) -> Vec<u8> {
+    async fn until_closed(stream: &mut (impl AsyncRead + Unpin)) -> Vec<u8> {
         let mut got = Vec::new();
         let _closed_or_reset = within("the server closes", stream.read_to_end(&mut got)).await;
         got
@@ -382,7 +456,12 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
         let app = Router::new().route("/healthz", get(healthz));
-        let server = tokio::spawn(serve_with_timeout(listener, app, TIMEOUT, shutdown.clone()));
+        let server = tokio::spawn(serve_with_timeout(
+            listener,
+            app,
+            TIMEOUTS,
+            shutdown.clone(),
+        ));
 
         // A connection that never sends a byte.
         let mut silent = TcpStream::connect(addr).await.unwrap();
@@ -431,5 +510,109 @@ mod tests {
         shutdown.cancel();
         within("the server stops", server).await.unwrap();
         until_closed(&mut fresh).await;
+    }
+
+    /// A POST of `len` announced bytes to `/echo`.
+    fn post_head(len: usize) -> Vec<u8> {
+        format!("POST /echo HTTP/1.1\r\nHost: relay\r\nContent-Length: {len}\r\n\r\n").into_bytes()
+    }
+
+    #[tokio::test]
+    async fn slow_and_oversized_request_bodies_are_refused_and_their_connections_closed() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let app = Router::new().route(
+            "/echo",
+            post(|body: axum::body::Bytes| async move { format!("got {}\n", body.len()) }),
+        );
+        let server = tokio::spawn(serve_with_timeout(
+            listener,
+            app,
+            TIMEOUTS,
+            shutdown.clone(),
+        ));
+
+        // A body sent in part, then nothing.
+        let mut stalled = TcpStream::connect(addr).await.unwrap();
+        stalled.write_all(&post_head(100)).await.unwrap();
+        stalled.write_all(&[b'x'; 10]).await.unwrap();
+        let stalled_since = Instant::now();
+        // A body sent a byte at a time, each well within the timeout of the last.
+        let dripping = TcpStream::connect(addr).await.unwrap();
+        let (mut dripping_reader, mut dripping_writer) = dripping.into_split();
+        dripping_writer.write_all(&post_head(1000)).await.unwrap();
+        let dripping_since = Instant::now();
+        let drip = tokio::spawn(async move {
+            while dripping_writer.write_all(b"x").await.is_ok() {
+                tokio::time::sleep(TIMEOUT / 8).await;
+            }
+        });
+        // A body announced over the limit, and one sent chunked over it.
+        let mut announced = TcpStream::connect(addr).await.unwrap();
+        announced
+            .write_all(&post_head(defaults::HTTP_MAX_BODY_BYTES + 1))
+            .await
+            .unwrap();
+        let chunked = TcpStream::connect(addr).await.unwrap();
+        let (mut chunked_reader, mut chunked_writer) = chunked.into_split();
+        let chunk = vec![b'x'; 64 * 1024];
+        let chunks = tokio::spawn(async move {
+            let head = b"POST /echo HTTP/1.1\r\nHost: relay\r\nTransfer-Encoding: chunked\r\n\r\n";
+            chunked_writer.write_all(head).await?;
+            loop {
+                chunked_writer
+                    .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                    .await?;
+                chunked_writer.write_all(&chunk).await?;
+                chunked_writer.write_all(b"\r\n").await?;
+            }
+            #[allow(unreachable_code)]
+            Ok::<_, std::io::Error>(())
+        });
+
+        let answer = String::from_utf8(until_closed(&mut announced).await).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+        assert!(answer.contains("connection: close"), "{answer}");
+        let answer = String::from_utf8(until_closed(&mut chunked_reader).await).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+        // The writer stops on the closed connection.
+        assert!(
+            within("the chunked writer stops", chunks)
+                .await
+                .unwrap()
+                .is_err()
+        );
+
+        let answer = String::from_utf8(until_closed(&mut stalled).await).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("connection: close"), "{answer}");
+        assert!(stalled_since.elapsed() + SLACK >= TIMEOUT);
+        let answer = String::from_utf8(until_closed(&mut dripping_reader).await).unwrap();
+        let dripped_for = dripping_since.elapsed();
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(dripped_for + SLACK >= TIMEOUT);
+        assert!(
+            dripped_for < TIMEOUT * 3,
+            "a dripping body held its connection for {dripped_for:?}"
+        );
+        within("the drip stops", drip).await.unwrap();
+
+        // A body sent at once still reaches its handler, on a connection kept alive after it.
+        let mut fine = TcpStream::connect(addr).await.unwrap();
+        for _ in 0..2 {
+            fine.write_all(&post_head(5)).await.unwrap();
+            fine.write_all(b"hello").await.unwrap();
+            let mut buf = vec![0u8; 1024];
+            let mut got = String::new();
+            while !got.ends_with("got 5\n") {
+                let n = within("a response", fine.read(&mut buf)).await.unwrap();
+                assert!(n > 0, "closed before the response ended: {got:?}");
+                got.push_str(std::str::from_utf8(&buf[..n]).unwrap());
+            }
+            assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+        }
+        shutdown.cancel();
+        within("the server stops", server).await.unwrap();
     }
 }

@@ -22,6 +22,17 @@ pub const HTTP_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNS
 /// each), so that they cannot pile up until the relay runs out of descriptors.
 pub const HTTP_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long an HTTP request's body (an SDP offer or answer, a Calls API document) may take to
+/// arrive in full once its head has. A request that takes longer is answered 408 and its
+/// connection closed. Not a setting: these bodies are a few kilobytes sent at once; the bound
+/// keeps a peer that announces a body and then sends it slowly, or never, from holding a
+/// connection and its task for as long as it likes.
+pub const HTTP_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The largest HTTP request body, in bytes: answered 413 beyond it. An SDP offer for a few
+/// tracks is under 10 KB; the limit is axum's own default, which this check replaces.
+pub const HTTP_MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
 /// `CAMRELAY_RTSP_ADDR`: the local RTSP server, on every interface (8554 is
 /// the customary unprivileged RTSP port).
 pub const RTSP_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 8554));
