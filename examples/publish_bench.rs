@@ -121,6 +121,9 @@ struct Usage {
     rss_kib: u64,
     /// Of it private (RssAnon): without the code and libraries paged in once.
     anon_kib: u64,
+    /// The embedded SFU's CPU seconds over the same window (a process of its own), when
+    /// publishing.
+    sfu_cpu: Option<f64>,
 }
 
 /// Runs the relay over `cameras` with or without publishing.
@@ -171,8 +174,10 @@ async fn measure(
     }
     tokio::time::sleep(WARMUP).await;
     let before = sample(&relay.pid)?;
+    let sfu_before = sfu.as_ref().map(|s| sample(&s.pid)).transpose()?;
     tokio::time::sleep(window).await;
     let after = sample(&relay.pid)?;
+    let sfu_after = sfu.as_ref().map(|s| sample(&s.pid)).transpose()?;
     if publish && published(relay.http).await? < n {
         bail!("cameras stopped being published during the window");
     }
@@ -186,6 +191,9 @@ async fn measure(
         sys: (after.sys_ticks - before.sys_ticks) as f64 / ticks,
         rss_kib: after.rss_kib,
         anon_kib: after.anon_kib,
+        sfu_cpu: sfu_before
+            .zip(sfu_after)
+            .map(|(b, a)| (a.cpu_ticks - b.cpu_ticks) as f64 / ticks),
     })
 }
 
@@ -258,6 +266,13 @@ async fn main() -> Result<()> {
             mem(rss.saturating_sub(base_rss)),
             mem(with.anon_kib.saturating_sub(base.anon_kib)),
         );
+        let sfu_per_camera = with.sfu_cpu.map(per);
+        if let Some(sfu) = sfu_per_camera {
+            println!(
+                "{n:>3} cameras: the embedded SFU receiving them (a process of its own, no \
+                 viewers): {sfu:.2}% of a core per camera"
+            );
+        }
         results.push(json!({
             "cameras": n,
             "cpu_pct_per_camera": per(cpu),
@@ -268,6 +283,7 @@ async fn main() -> Result<()> {
             "ingest_rss_kib": base_rss,
             "publish_mib_per_camera": mem(rss.saturating_sub(base_rss)),
             "publish_private_mib_per_camera": mem(with.anon_kib.saturating_sub(base.anon_kib)),
+            "sfu_cpu_pct_per_camera": sfu_per_camera,
         }));
     }
     println!("SUMMARY {}", json!({ "levels": results }));

@@ -32,6 +32,20 @@ pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_secs(1);
 /// (404).
 pub const GONE_MEMORY: usize = 1024;
 
+/// Every session is polled at least this often, whether or not it has anything to do: its
+/// set-up and disconnect timeouts are checked then. In between only the sessions that received
+/// a datagram, were written media or a command, or whose own timer is due are polled, so a
+/// datagram costs the same with 2 sessions or 200.
+pub const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Source addresses remembered with the session they belong to. The map is a cache (a miss
+/// only costs asking every session), so when it is full it starts over.
+pub const ROUTE_MEMORY: usize = 16 * 1024;
+
+/// Polling rounds in one [`Engine::poll`]: media received in one round is written to the
+/// pulling sessions and sent in the next. The rest, if any, waits for the next call.
+const POLL_ROUNDS: usize = 3;
+
 /// Per-track error codes of the Calls API.
 pub mod codes {
     /// The pulled track does not exist (no such session or track name).
@@ -158,6 +172,11 @@ struct Peer {
     local: Vec<(Mid, String, MediaKind)>,
     pulled: Vec<Pulled>,
     last_keyframe_request: HashMap<Mid, Instant>,
+    /// When str0m next needs time to move on for this session.
+    due: Instant,
+    /// Something happened to the session since it was last polled (a datagram, media written
+    /// to it, a command): poll it whether or not it is due.
+    dirty: bool,
 }
 
 impl Peer {
@@ -188,6 +207,13 @@ pub struct Engine {
     peers: HashMap<String, Peer>,
     gone: std::collections::VecDeque<String>,
     stats: EngineStats,
+    /// The session each source address last turned out to belong to.
+    routes: HashMap<SocketAddr, String>,
+    /// When every session is polled next ([`SWEEP_INTERVAL`]); `None`: at the next poll.
+    next_sweep: Option<Instant>,
+    /// Sessions polled, for tests of what a datagram costs.
+    #[cfg(test)]
+    polled: u64,
 }
 
 /// A forwarding step gathered while polling one peer and applied to others after.
@@ -213,6 +239,10 @@ impl Engine {
             peers: HashMap::new(),
             gone: std::collections::VecDeque::new(),
             stats: EngineStats::default(),
+            routes: HashMap::new(),
+            next_sweep: None,
+            #[cfg(test)]
+            polled: 0,
         }
     }
 
@@ -252,6 +282,8 @@ impl Engine {
                 local: Vec::new(),
                 pulled: Vec::new(),
                 last_keyframe_request: HashMap::new(),
+                due: now,
+                dirty: true,
             },
         );
         Ok(id)
@@ -265,13 +297,17 @@ impl Engine {
         }
     }
 
+    /// The session a command acts on, marked to be polled next.
     fn peer(&mut self, session: &str) -> Result<&mut Peer, EngineError> {
         if !self.peers.contains_key(session) {
             return Err(self.missing(session));
         }
-        self.peers
+        let peer = self
+            .peers
             .get_mut(session)
-            .ok_or_else(|| EngineError::UnknownSession(session.to_owned()))
+            .ok_or_else(|| EngineError::UnknownSession(session.to_owned()))?;
+        peer.dirty = true;
+        Ok(peer)
     }
 
     /// `tracks/new` with local tracks: the peer's offer publishes `(mid, track name)` pairs.
@@ -547,6 +583,7 @@ impl Engine {
     pub fn drop_session(&mut self, session: &str) -> bool {
         let found = self.peers.remove(session).is_some();
         if found {
+            self.routes.retain(|_, id| id != session);
             self.stats.sessions_dropped += 1;
             if self.gone.len() == GONE_MEMORY {
                 self.gone.pop_front();
@@ -570,9 +607,32 @@ impl Engine {
             return;
         };
         let input = Input::Receive(now, receive);
-        if let Some(peer) = self.peers.values_mut().find(|p| p.rtc.accepts(&input))
-            && let Err(e) = peer.rtc.handle_input(input)
-        {
+        // Nearly every datagram comes from an address already seen: ask that session first
+        // instead of every session.
+        let known = self
+            .routes
+            .get(&source)
+            .and_then(|id| self.peers.get_mut(id))
+            .filter(|peer| peer.rtc.accepts(&input));
+        let peer = match known {
+            Some(peer) => peer,
+            None => {
+                let Some((id, peer)) = self
+                    .peers
+                    .iter_mut()
+                    .find(|(_, peer)| peer.rtc.accepts(&input))
+                else {
+                    return;
+                };
+                if self.routes.len() >= ROUTE_MEMORY {
+                    self.routes.clear();
+                }
+                self.routes.insert(source, id.clone());
+                peer
+            }
+        };
+        peer.dirty = true;
+        if let Err(e) = peer.rtc.handle_input(input) {
             tracing::debug!(error = %e, "SFU peer input failed");
             peer.rtc.disconnect();
         }
@@ -580,11 +640,48 @@ impl Engine {
 
     /// Advances time, forwards media, and collects datagrams to send. Returns when the engine
     /// next needs [`Engine::poll`] at the latest.
+    ///
+    /// Polls the sessions something happened to and those whose timer is due, and every
+    /// session once per [`SWEEP_INTERVAL`]. Media received is forwarded and the pulling
+    /// sessions polled again, so forwarded packets leave in the same call.
     pub fn poll(&mut self, now: Instant, transmit: &mut Vec<(SocketAddr, Vec<u8>)>) -> Instant {
-        let mut next = now + Duration::from_millis(100);
+        let mut everyone = self.next_sweep.is_none_or(|t| t <= now);
+        if everyone {
+            self.next_sweep = Some(now + SWEEP_INTERVAL);
+        }
+        for _ in 0..POLL_ROUNDS {
+            self.poll_round(now, everyone, transmit);
+            everyone = false;
+            if !self.peers.values().any(|p| p.dirty) {
+                break;
+            }
+        }
+        let mut next = self.next_sweep.unwrap_or(now);
+        for peer in self.peers.values() {
+            next = next.min(if peer.dirty { now } else { peer.due });
+        }
+        next
+    }
+
+    /// One round of [`Engine::poll`]: polls the sessions that need it (all with `everyone`),
+    /// drops the dead, and forwards what they received, which marks the pulling sessions.
+    fn poll_round(
+        &mut self,
+        now: Instant,
+        everyone: bool,
+        transmit: &mut Vec<(SocketAddr, Vec<u8>)>,
+    ) {
         let mut propagate = Vec::new();
         let mut dead = Vec::new();
         for (id, peer) in &mut self.peers {
+            if !(everyone || peer.dirty || peer.due <= now) {
+                continue;
+            }
+            peer.dirty = false;
+            #[cfg(test)]
+            {
+                self.polled += 1;
+            }
             if peer.rtc.handle_input(Input::Timeout(now)).is_err() {
                 peer.rtc.disconnect();
             }
@@ -594,7 +691,7 @@ impl Engine {
                 }
                 match peer.rtc.poll_output() {
                     Ok(Output::Timeout(t)) => {
-                        next = next.min(t);
+                        peer.due = t;
                         break;
                     }
                     Ok(Output::Transmit(t)) => transmit.push((t.destination, t.contents.into())),
@@ -653,7 +750,6 @@ impl Engine {
                 }
             }
         }
-        next
     }
 
     fn forward(&mut self, from: &str, mid: Mid, data: &str0m::media::MediaData) {
@@ -692,6 +788,8 @@ impl Engine {
                     .is_ok()
                 {
                     forwarded += 1;
+                    // Its packets go out when it is polled.
+                    peer.dirty = true;
                 }
             }
         }
@@ -726,6 +824,7 @@ impl Engine {
         if let Some(mut writer) = peer.rtc.writer(mid)
             && writer.request_keyframe(None, kind).is_ok()
         {
+            peer.dirty = true;
             peer.last_keyframe_request.insert(mid, now);
             self.stats.keyframe_requests += 1;
         }
@@ -969,5 +1068,186 @@ mod tests {
         e.poll(now + SETUP_TIMEOUT + Duration::from_secs(1), &mut out);
         assert!(e.is_empty());
         assert_eq!(e.stats().sessions_dropped, 1);
+    }
+
+    /// A str0m peer on the far side of an in-memory network from the engine.
+    struct Remote {
+        rtc: Rtc,
+        addr: SocketAddr,
+    }
+
+    impl Remote {
+        fn new(rtc: Rtc, port: u16) -> Self {
+            Self {
+                rtc,
+                addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            }
+        }
+    }
+
+    /// Moves time to `now` on every side and carries datagrams both ways until neither side
+    /// has more to send. Returns the datagrams the engine sent to each remote.
+    fn exchange(e: &mut Engine, remotes: &mut [&mut Remote], now: Instant) -> Vec<usize> {
+        let mut received = vec![0; remotes.len()];
+        for _ in 0..100 {
+            let mut quiet = true;
+            for remote in remotes.iter_mut() {
+                remote.rtc.handle_input(Input::Timeout(now)).unwrap();
+                while let Ok(output) = remote.rtc.poll_output() {
+                    match output {
+                        Output::Timeout(_) => break,
+                        Output::Transmit(t) => {
+                            quiet = false;
+                            e.receive(now, t.source, &t.contents);
+                        }
+                        Output::Event(_) => {}
+                    }
+                }
+            }
+            let mut out = Vec::new();
+            e.poll(now, &mut out);
+            for (destination, data) in out {
+                let Some(i) = remotes.iter().position(|r| r.addr == destination) else {
+                    continue;
+                };
+                quiet = false;
+                received[i] += 1;
+                let receive = Receive::new(Protocol::Udp, e.candidate, destination, &data).unwrap();
+                remotes[i]
+                    .rtc
+                    .handle_input(Input::Receive(now, receive))
+                    .unwrap();
+            }
+            if quiet {
+                return received;
+            }
+        }
+        panic!("the peers never stopped sending at one instant");
+    }
+
+    /// An Annex B H.264 access unit str0m's packetizer sends and its depacketizer marks as a
+    /// keyframe (SPS, PPS, IDR slice; the bytes after the headers are filler).
+    fn keyframe() -> Vec<u8> {
+        let mut au = Vec::new();
+        for nal in [
+            &[0x67, 0x42, 0xc0, 0x1f, 0x8c, 0x8d, 0x40][..],
+            &[0x68, 0xce, 0x3c, 0x80][..],
+            &[0x65, 0x88, 0x84, 0x00, 0x33, 0xff][..],
+        ] {
+            au.extend_from_slice(&[0, 0, 0, 1]);
+            au.extend_from_slice(nal);
+        }
+        au
+    }
+
+    #[test]
+    fn a_datagram_polls_its_own_session_and_forwarded_media_leaves_in_the_same_poll() {
+        let mut e = engine();
+        let mut now = Instant::now();
+        // Sessions that never connect: each datagram must not cost a poll of each.
+        for _ in 0..30 {
+            e.new_session(now).unwrap();
+        }
+
+        // A publisher connects.
+        let publisher_id = e.new_session(now).unwrap();
+        let (rtc, sdp, tracks, pending) = offer_pending();
+        let mut publisher = Remote::new(rtc, 40000);
+        let pushed = e.push(&publisher_id, &sdp, &tracks, false).unwrap();
+        let Some((SdpKind::Answer, answer)) = pushed.description else {
+            panic!("no answer: {pushed:?}");
+        };
+        publisher
+            .rtc
+            .sdp_api()
+            .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())
+            .unwrap();
+        // A viewer pulls its video and answers the SFU's offer.
+        let viewer_id = e.new_session(now).unwrap();
+        let pulled = e
+            .pull(
+                &viewer_id,
+                &[(publisher_id.clone(), "cam-video".to_owned())],
+            )
+            .unwrap();
+        let Some((SdpKind::Offer, offer)) = pulled.description else {
+            panic!("no offer: {pulled:?}");
+        };
+        let mut rtc = Rtc::builder()
+            .set_crypto_provider(crate::sfu::crypto())
+            .build(now);
+        rtc.add_local_candidate(
+            Candidate::host("127.0.0.1:40001".parse().unwrap(), Protocol::Udp).unwrap(),
+        );
+        let answer = rtc
+            .sdp_api()
+            .accept_offer(SdpOffer::from_sdp_string(&offer).unwrap())
+            .unwrap();
+        e.answer(now, &viewer_id, &answer.to_sdp_string()).unwrap();
+        let mut viewer = Remote::new(rtc, 40001);
+
+        let deadline = now + Duration::from_secs(10);
+        while e.stats().connected < 2 {
+            assert!(now < deadline, "not connected: {:?}", e.stats());
+            exchange(&mut e, &mut [&mut publisher, &mut viewer], now);
+            now += Duration::from_millis(5);
+        }
+        assert_eq!(e.stats().sessions, 32);
+        assert!(
+            e.routes.len() <= 2,
+            "one route per peer address: {:?}",
+            e.routes
+        );
+
+        // Between sweeps, the publisher's media polls the publisher and the viewer it is
+        // forwarded to, not the sessions with nothing to do, and reaches the viewer in the
+        // same call.
+        let video = Mid::from(tracks[0].0.as_str());
+        exchange(&mut e, &mut [&mut publisher, &mut viewer], now);
+        let polled_before = e.polled;
+        let writer = publisher.rtc.writer(video).unwrap();
+        let pt = writer
+            .payload_params()
+            .find(|p| p.spec().codec == str0m::format::Codec::H264)
+            .unwrap()
+            .pt();
+        writer
+            .write(
+                pt,
+                now,
+                str0m::media::MediaTime::from_90khz(90_000),
+                keyframe(),
+            )
+            .unwrap();
+        publisher.rtc.handle_input(Input::Timeout(now)).unwrap();
+        while let Ok(output) = publisher.rtc.poll_output() {
+            match output {
+                Output::Timeout(_) => break,
+                Output::Transmit(t) => e.receive(now, t.source, &t.contents),
+                Output::Event(_) => {}
+            }
+        }
+        let mut out = Vec::new();
+        e.poll(now, &mut out);
+        assert_eq!(e.stats().frames_forwarded, 1);
+        assert!(
+            out.iter().any(|(to, _)| *to == viewer.addr),
+            "the keyframe did not leave toward the viewer in the poll that received it"
+        );
+        let polled = e.polled - polled_before;
+        assert!(
+            polled <= 6,
+            "{polled} sessions polled for one frame among {} sessions",
+            e.stats().sessions
+        );
+
+        // A sweep still polls everyone, and the sessions that never connect expire.
+        let polled_before = e.polled;
+        let mut out = Vec::new();
+        e.poll(now + SWEEP_INTERVAL, &mut out);
+        assert!(e.polled - polled_before >= 32);
+        // Dropping a session forgets its routes.
+        assert!(e.drop_session(&publisher_id));
+        assert!(e.routes.values().all(|id| *id != publisher_id));
     }
 }
