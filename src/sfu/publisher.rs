@@ -16,6 +16,9 @@
 //! one is replaced by a new SFU session with capped exponential backoff. Track names are
 //! stable (`{camera_id}-video`, `{camera_id}-audio`) so viewers can pull again.
 //!
+//! No congestion control: the camera's bitrate is what it is, so the offer carries only the
+//! `mid` header extension ([`MID_EXTENSION_ID`]) and asks the SFU for no transport-cc feedback.
+//!
 //! Keyframe requests (PLI/FIR) from the SFU are counted. An RTSP camera cannot be asked for a
 //! keyframe, so the viewer recovers at the camera's next IDR (every GOP, typically 1–4 s); a
 //! new publication starts at the cached GOP's keyframe.
@@ -34,7 +37,7 @@ use str0m::change::SdpAnswer;
 use str0m::format::Codec as RtcCodec;
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Pt};
 use str0m::net::{Protocol, Receive};
-use str0m::rtp::RtpWrite;
+use str0m::rtp::{Extension, RtpWrite};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
@@ -61,6 +64,14 @@ pub const H264_PT: u8 = 102;
 
 /// Payload type of the published Opus (the common WebRTC choice).
 pub const OPUS_PT: u8 = 111;
+
+/// The one RTP header extension published, `mid` (RFC 8843 §15), under the id Chrome uses.
+/// The SFU needs it to tell a bundle's tracks apart. str0m's default set also offers
+/// transport-wide congestion control, abs-send-time, audio level, stream ids and video
+/// orientation, none of which the relay uses: it forwards the camera's bitrate as it comes and
+/// estimates no bandwidth, and with transport-cc offered the SFU sends it a feedback packet
+/// every 50 ms per camera (str0m's interval), each decrypted and handled for nothing.
+pub const MID_EXTENSION_ID: u8 = 4;
 
 /// How long unpublishing may take at the end of a session.
 pub const UNPUBLISH_TIMEOUT: Duration = Duration::from_secs(3);
@@ -730,6 +741,8 @@ async fn bind(ip: IpAddr) -> anyhow::Result<UdpSocket> {
 fn build_rtc(shape: &Shape, candidate: SocketAddr) -> anyhow::Result<Rtc> {
     let mut config = Rtc::builder()
         .clear_codecs()
+        .clear_extension_map()
+        .set_extension(MID_EXTENSION_ID, Extension::RtpMid)
         .set_rtp_mode(true)
         .set_crypto_provider(super::crypto());
     // The camera's own profile, packetization mode 1, no RTX (Cloudflare's publisher
@@ -739,6 +752,10 @@ fn build_rtc(shape: &Shape, candidate: SocketAddr) -> anyhow::Result<Rtc> {
         .add_h264(H264_PT.into(), None, true, shape.profile_level_id);
     if shape.audio {
         config = config.enable_opus(true, false);
+    }
+    // No transport-cc, neither the header extension (above) nor the feedback type.
+    for params in config.codec_config().iter_mut() {
+        params.set_fb_transport_cc(false);
     }
     let mut rtc = config.build(std::time::Instant::now());
     let candidate = Candidate::host(candidate, Protocol::Udp)
@@ -764,6 +781,30 @@ fn payload_type(rtc: &Rtc, mid: Mid, codec: RtcCodec) -> anyhow::Result<Pt> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_offer_asks_for_no_congestion_feedback_and_names_its_tracks_by_mid() {
+        let shape = Shape {
+            profile_level_id: 0x4d_00_28,
+            audio: true,
+        };
+        let mut rtc = build_rtc(&shape, "127.0.0.1:40000".parse().unwrap()).unwrap();
+        let mut api = rtc.sdp_api();
+        api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+        api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+        let (offer, _pending) = api.apply().unwrap();
+        let sdp = offer.to_sdp_string();
+        let extmaps: Vec<&str> = sdp.lines().filter(|l| l.starts_with("a=extmap:")).collect();
+        assert_eq!(extmaps.len(), 2, "{sdp}");
+        assert!(
+            extmaps
+                .iter()
+                .all(|l| *l == "a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid"),
+            "{sdp}"
+        );
+        assert!(!sdp.contains("transport-cc"), "{sdp}");
+        assert!(!sdp.contains("transport-wide-cc"), "{sdp}");
+    }
 
     #[test]
     fn timestamps_extend_across_wraps_and_small_steps_back() {
