@@ -1074,6 +1074,8 @@ mod tests {
     struct Remote {
         rtc: Rtc,
         addr: SocketAddr,
+        /// Every datagram it sent the engine.
+        sent: Vec<Vec<u8>>,
     }
 
     impl Remote {
@@ -1081,7 +1083,44 @@ mod tests {
             Self {
                 rtc,
                 addr: SocketAddr::from(([127, 0, 0, 1], port)),
+                sent: Vec::new(),
             }
+        }
+
+        /// Hands the engine what the remote has to send at `now`.
+        fn send(&mut self, e: &mut Engine, now: Instant) -> bool {
+            let mut sent = false;
+            self.rtc.handle_input(Input::Timeout(now)).unwrap();
+            while let Ok(output) = self.rtc.poll_output() {
+                match output {
+                    Output::Timeout(_) => break,
+                    Output::Transmit(t) => {
+                        sent = true;
+                        e.receive(now, t.source, &t.contents);
+                        self.sent.push(t.contents.to_vec());
+                    }
+                    Output::Event(_) => {}
+                }
+            }
+            sent
+        }
+
+        /// Writes one H.264 keyframe on `mid`.
+        fn write_keyframe(&mut self, mid: Mid, now: Instant) {
+            let writer = self.rtc.writer(mid).unwrap();
+            let pt = writer
+                .payload_params()
+                .find(|p| p.spec().codec == str0m::format::Codec::H264)
+                .unwrap()
+                .pt();
+            writer
+                .write(
+                    pt,
+                    now,
+                    str0m::media::MediaTime::from_90khz(90_000),
+                    keyframe(),
+                )
+                .unwrap();
         }
     }
 
@@ -1091,16 +1130,8 @@ mod tests {
         for _ in 0..100 {
             let mut quiet = true;
             for remote in remotes.iter_mut() {
-                remote.rtc.handle_input(Input::Timeout(now)).unwrap();
-                while let Ok(output) = remote.rtc.poll_output() {
-                    match output {
-                        Output::Timeout(_) => break,
-                        Output::Transmit(t) => {
-                            quiet = false;
-                            e.receive(now, t.source, &t.contents);
-                        }
-                        Output::Event(_) => {}
-                    }
+                if remote.send(e, now) {
+                    quiet = false;
                 }
             }
             let mut out = Vec::new();
@@ -1138,17 +1169,10 @@ mod tests {
         au
     }
 
-    #[test]
-    fn a_datagram_polls_its_own_session_and_forwarded_media_leaves_in_the_same_poll() {
-        let mut e = engine();
-        let mut now = Instant::now();
-        // Sessions that never connect: each datagram must not cost a poll of each.
-        for _ in 0..30 {
-            e.new_session(now).unwrap();
-        }
-
-        // A publisher connects.
-        let publisher_id = e.new_session(now).unwrap();
+    /// A publisher of a video and an audio track and a viewer of the video, connected to `e`
+    /// at `*now` or a little later: (publisher, its session, the video's mid, viewer).
+    fn publisher_and_viewer(e: &mut Engine, now: &mut Instant) -> (Remote, String, Mid, Remote) {
+        let publisher_id = e.new_session(*now).unwrap();
         let (rtc, sdp, tracks, pending) = offer_pending();
         let mut publisher = Remote::new(rtc, 40000);
         let pushed = e.push(&publisher_id, &sdp, &tracks, false).unwrap();
@@ -1161,7 +1185,7 @@ mod tests {
             .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())
             .unwrap();
         // A viewer pulls its video and answers the SFU's offer.
-        let viewer_id = e.new_session(now).unwrap();
+        let viewer_id = e.new_session(*now).unwrap();
         let pulled = e
             .pull(
                 &viewer_id,
@@ -1173,7 +1197,7 @@ mod tests {
         };
         let mut rtc = Rtc::builder()
             .set_crypto_provider(crate::sfu::crypto())
-            .build(now);
+            .build(*now);
         rtc.add_local_candidate(
             Candidate::host("127.0.0.1:40001".parse().unwrap(), Protocol::Udp).unwrap(),
         );
@@ -1181,15 +1205,30 @@ mod tests {
             .sdp_api()
             .accept_offer(SdpOffer::from_sdp_string(&offer).unwrap())
             .unwrap();
-        e.answer(now, &viewer_id, &answer.to_sdp_string()).unwrap();
+        e.answer(*now, &viewer_id, &answer.to_sdp_string()).unwrap();
         let mut viewer = Remote::new(rtc, 40001);
 
-        let deadline = now + Duration::from_secs(10);
-        while e.stats().connected < 2 {
-            assert!(now < deadline, "not connected: {:?}", e.stats());
-            exchange(&mut e, &mut [&mut publisher, &mut viewer], now);
-            now += Duration::from_millis(5);
+        let connected = e.stats().connected + 2;
+        let deadline = *now + Duration::from_secs(10);
+        while e.stats().connected < connected {
+            assert!(*now < deadline, "not connected: {:?}", e.stats());
+            exchange(e, &mut [&mut publisher, &mut viewer], *now);
+            *now += Duration::from_millis(5);
         }
+        let video = Mid::from(tracks[0].0.as_str());
+        (publisher, publisher_id, video, viewer)
+    }
+
+    #[test]
+    fn a_datagram_polls_its_own_session_and_forwarded_media_leaves_in_the_same_poll() {
+        let mut e = engine();
+        let mut now = Instant::now();
+        // Sessions that never connect: each datagram must not cost a poll of each.
+        for _ in 0..30 {
+            e.new_session(now).unwrap();
+        }
+        let (mut publisher, publisher_id, video, mut viewer) =
+            publisher_and_viewer(&mut e, &mut now);
         assert_eq!(e.stats().sessions, 32);
         assert!(
             e.routes.len() <= 2,
@@ -1200,31 +1239,10 @@ mod tests {
         // Between sweeps, the publisher's media polls the publisher and the viewer it is
         // forwarded to, not the sessions with nothing to do, and reaches the viewer in the
         // same call.
-        let video = Mid::from(tracks[0].0.as_str());
         exchange(&mut e, &mut [&mut publisher, &mut viewer], now);
         let polled_before = e.polled;
-        let writer = publisher.rtc.writer(video).unwrap();
-        let pt = writer
-            .payload_params()
-            .find(|p| p.spec().codec == str0m::format::Codec::H264)
-            .unwrap()
-            .pt();
-        writer
-            .write(
-                pt,
-                now,
-                str0m::media::MediaTime::from_90khz(90_000),
-                keyframe(),
-            )
-            .unwrap();
-        publisher.rtc.handle_input(Input::Timeout(now)).unwrap();
-        while let Ok(output) = publisher.rtc.poll_output() {
-            match output {
-                Output::Timeout(_) => break,
-                Output::Transmit(t) => e.receive(now, t.source, &t.contents),
-                Output::Event(_) => {}
-            }
-        }
+        publisher.write_keyframe(video, now);
+        publisher.send(&mut e, now);
         let mut out = Vec::new();
         e.poll(now, &mut out);
         assert_eq!(e.stats().frames_forwarded, 1);
@@ -1247,5 +1265,56 @@ mod tests {
         // Dropping a session forgets its routes.
         assert!(e.drop_session(&publisher_id));
         assert!(e.routes.values().all(|id| *id != publisher_id));
+    }
+
+    #[test]
+    fn corrupt_and_forged_datagrams_neither_panic_nor_break_a_session() {
+        let mut e = engine();
+        let mut now = Instant::now();
+        let (mut publisher, _, video, mut viewer) = publisher_and_viewer(&mut e, &mut now);
+        let stranger: SocketAddr = "127.0.0.1:40009".parse().unwrap();
+        // Everything the peers sent while connecting (STUN, DTLS, SRTP, SRTCP), then mangled:
+        // bytes flipped, cut short, padded with junk, from the peers' own addresses (forged
+        // sources) and from a stranger.
+        let mut rng = fastrand::Rng::with_seed(7);
+        let samples: Vec<(SocketAddr, Vec<u8>)> = [&publisher, &viewer]
+            .iter()
+            .flat_map(|r| r.sent.iter().map(|d| (r.addr, d.clone())))
+            .collect();
+        assert!(samples.len() >= 4, "{} datagrams", samples.len());
+        let mut out = Vec::new();
+        for round in 0..2000 {
+            let (from, original) = &samples[rng.usize(..samples.len())];
+            let mut data = original.clone();
+            match round % 4 {
+                0 => {
+                    for _ in 0..rng.usize(1..4) {
+                        let i = rng.usize(..data.len());
+                        data[i] ^= rng.u8(1..);
+                    }
+                }
+                1 => data.truncate(rng.usize(..data.len())),
+                2 => data.extend((0..rng.usize(1..64)).map(|_| rng.u8(..))),
+                _ => {
+                    let i = rng.usize(..data.len());
+                    data[i..].iter_mut().for_each(|b| *b = rng.u8(..));
+                }
+            }
+            let source = if round % 3 == 0 { stranger } else { *from };
+            e.receive(now, source, &data);
+            e.poll(now, &mut out);
+            out.clear();
+        }
+
+        // Both sessions are still up, and media still flows.
+        now += Duration::from_millis(5);
+        exchange(&mut e, &mut [&mut publisher, &mut viewer], now);
+        assert_eq!(e.stats().connected, 2, "{:?}", e.stats());
+        let forwarded = e.stats().frames_forwarded;
+        publisher.write_keyframe(video, now);
+        publisher.send(&mut e, now);
+        e.poll(now, &mut out);
+        assert_eq!(e.stats().frames_forwarded, forwarded + 1);
+        assert!(out.iter().any(|(to, _)| *to == viewer.addr));
     }
 }
