@@ -409,6 +409,7 @@ mod tests {
 
     use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
+    use tokio::task::JoinHandle;
 
     use super::*;
 
@@ -438,11 +439,27 @@ mod tests {
         got
     }
 
-    /// Reads one response to [`REQUEST`] (a short body, so one read after the head suffices).
-    async fn response(stream: &mut TcpStream) -> String {
+    /// Serves `app` on a free loopback port with [`TIMEOUTS`]: its address, what stops it, and
+    /// the server's task.
+    async fn serve_app(app: Router) -> (std::net::SocketAddr, CancellationToken, JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(serve_with_timeout(
+            listener,
+            app,
+            TIMEOUTS,
+            shutdown.clone(),
+        ));
+        (addr, shutdown, server)
+    }
+
+    /// Reads one response whose body ends with `ending` (a short body, so one read after the
+    /// head suffices).
+    async fn response(stream: &mut TcpStream, ending: &str) -> String {
         let mut buf = vec![0u8; 1024];
         let mut got = String::new();
-        while !got.ends_with("ok\n") {
+        while !got.ends_with(ending) {
             let n = within("a response", stream.read(&mut buf)).await.unwrap();
             assert!(n > 0, "closed before the response ended: {got:?}");
             got.push_str(std::str::from_utf8(&buf[..n]).unwrap());
@@ -452,16 +469,8 @@ mod tests {
 
     #[tokio::test]
     async fn silent_idle_and_dripping_connections_are_closed_after_the_header_timeout() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let shutdown = CancellationToken::new();
-        let app = Router::new().route("/healthz", get(healthz));
-        let server = tokio::spawn(serve_with_timeout(
-            listener,
-            app,
-            TIMEOUTS,
-            shutdown.clone(),
-        ));
+        let (addr, shutdown, server) =
+            serve_app(Router::new().route("/healthz", get(healthz))).await;
 
         // A connection that never sends a byte.
         let mut silent = TcpStream::connect(addr).await.unwrap();
@@ -484,10 +493,18 @@ mod tests {
         // A client that makes two requests on one connection, then goes quiet.
         let mut kept_alive = TcpStream::connect(addr).await.unwrap();
         kept_alive.write_all(REQUEST).await.unwrap();
-        assert!(response(&mut kept_alive).await.starts_with("HTTP/1.1 200"));
+        assert!(
+            response(&mut kept_alive, "ok\n")
+                .await
+                .starts_with("HTTP/1.1 200")
+        );
         tokio::time::sleep(TIMEOUT / 2).await;
         kept_alive.write_all(REQUEST).await.unwrap();
-        assert!(response(&mut kept_alive).await.starts_with("HTTP/1.1 200"));
+        assert!(
+            response(&mut kept_alive, "ok\n")
+                .await
+                .starts_with("HTTP/1.1 200")
+        );
         let idle_since = Instant::now();
 
         assert_eq!(until_closed(&mut silent).await, b"");
@@ -506,7 +523,11 @@ mod tests {
         // The server serves on, and stops at shutdown although a connection is open.
         let mut fresh = TcpStream::connect(addr).await.unwrap();
         fresh.write_all(REQUEST).await.unwrap();
-        assert!(response(&mut fresh).await.starts_with("HTTP/1.1 200"));
+        assert!(
+            response(&mut fresh, "ok\n")
+                .await
+                .starts_with("HTTP/1.1 200")
+        );
         shutdown.cancel();
         within("the server stops", server).await.unwrap();
         until_closed(&mut fresh).await;
@@ -519,19 +540,11 @@ mod tests {
 
     #[tokio::test]
     async fn slow_and_oversized_request_bodies_are_refused_and_their_connections_closed() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let shutdown = CancellationToken::new();
-        let app = Router::new().route(
+        let (addr, shutdown, server) = serve_app(Router::new().route(
             "/echo",
             post(|body: axum::body::Bytes| async move { format!("got {}\n", body.len()) }),
-        );
-        let server = tokio::spawn(serve_with_timeout(
-            listener,
-            app,
-            TIMEOUTS,
-            shutdown.clone(),
-        ));
+        ))
+        .await;
 
         // A body sent in part, then nothing.
         let mut stalled = TcpStream::connect(addr).await.unwrap();
@@ -603,13 +616,7 @@ mod tests {
         for _ in 0..2 {
             fine.write_all(&post_head(5)).await.unwrap();
             fine.write_all(b"hello").await.unwrap();
-            let mut buf = vec![0u8; 1024];
-            let mut got = String::new();
-            while !got.ends_with("got 5\n") {
-                let n = within("a response", fine.read(&mut buf)).await.unwrap();
-                assert!(n > 0, "closed before the response ended: {got:?}");
-                got.push_str(std::str::from_utf8(&buf[..n]).unwrap());
-            }
+            let got = response(&mut fine, "got 5\n").await;
             assert!(got.starts_with("HTTP/1.1 200"), "{got}");
         }
         shutdown.cancel();
