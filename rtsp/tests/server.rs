@@ -460,13 +460,8 @@ impl Client {
     /// SETUP of `url`'s video track over UDP to two fresh loopback ports, then PLAY; returns
     /// the session id and the client's RTP and RTCP sockets.
     async fn play_video_over_udp(&mut self, url: &str) -> (String, UdpSocket, UdpSocket) {
-        let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let rtcp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let transport = format!(
-            "RTP/AVP;unicast;client_port={}-{}",
-            rtp.local_addr().unwrap().port(),
-            rtcp.local_addr().unwrap().port()
-        );
+        let (rtp, rtcp, ports) = udp_client_ports().await;
+        let transport = format!("RTP/AVP;unicast;client_port={ports}");
         let setup = self
             .request(
                 "SETUP",
@@ -479,6 +474,19 @@ impl Client {
         self.play(url, &session).await;
         (session, rtp, rtcp)
     }
+}
+
+/// A UDP client's RTP and RTCP sockets on fresh loopback ports, and their `client_port`
+/// value (`rtp-rtcp`).
+async fn udp_client_ports() -> (UdpSocket, UdpSocket, String) {
+    let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let rtcp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let ports = format!(
+        "{}-{}",
+        rtp.local_addr().unwrap().port(),
+        rtcp.local_addr().unwrap().port()
+    );
+    (rtp, rtcp, ports)
 }
 
 /// Sends empty RTCP receiver reports (RFC 3550 §6.4.2) from `rtcp` to the server's RTCP port
@@ -639,13 +647,7 @@ async fn udp_delivery_sends_each_track_to_its_client_ports() {
     let mut sockets = Vec::new();
     let mut session = String::new();
     for track in 0..2 {
-        let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let rtcp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let ports = format!(
-            "{}-{}",
-            rtp.local_addr().unwrap().port(),
-            rtcp.local_addr().unwrap().port()
-        );
+        let (rtp, _rtcp, ports) = udp_client_ports().await;
         let transport = format!("RTP/AVP;unicast;client_port={ports}");
         let mut headers = vec![("Transport", transport.as_str())];
         if !session.is_empty() {
