@@ -65,10 +65,7 @@ async fn an_rtsps_gstreamer_camera_with_digest_is_relayed() {
         ("CAMRELAY_RTSP_START_TIMEOUT", "10s"),
     ])
     .await;
-    let probe = ffprobe(&relay.url("gst"), "tcp", 2).await;
-    let error = relay.camera("gst").media.stats.last_error();
-    assert!(probe.ok(), "{} / {error:?}", probe.stderr);
-    probe.assert_sim_camera(25);
+    relay.assert_relays_sim_camera("gst").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -278,10 +278,7 @@ async fn a_digest_protected_rtsps_camera_that_checks_the_signed_uri_is_relayed()
         ("CAMRELAY_RTSP_START_TIMEOUT", "5s"),
     ])
     .await;
-    let probe = ffprobe(&relay.url("cam"), "tcp", 2).await;
-    let error = relay.camera("cam").media.stats.last_error();
-    assert!(probe.ok(), "{}; camera: {error:?}", probe.stderr);
-    probe.assert_sim_camera(25);
+    relay.assert_relays_sim_camera("cam").await;
 }
 
 /// A 640x360 camera of about 10 Mbps (noise keeps x264 from compressing it), so that a client

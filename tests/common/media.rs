@@ -37,6 +37,15 @@ impl RelayRunning {
     pub fn camera(&self, id: &str) -> Arc<camrelay::camera::Camera> {
         self.relay.registry.get(id).unwrap()
     }
+
+    /// Asserts that ffprobe decodes camera `id`, relayed from the simulated camera, cleanly
+    /// over TCP for 2 s; a failure names the camera's last ingest error.
+    pub async fn assert_relays_sim_camera(&self, id: &str) {
+        let probe = ffprobe(&self.url(id), "tcp", 2).await;
+        let error = self.camera(id).media.stats.last_error();
+        assert!(probe.ok(), "{}; camera: {error:?}", probe.stderr);
+        probe.assert_sim_camera(25);
+    }
 }
 
 /// Starts a relay on free loopback ports with `extra` variables.
