@@ -10,10 +10,17 @@
 //! cargo run --release --example transcode_bench                     # 300 s, complexity 0..=10
 //! cargo run --release --example transcode_bench -- 600 3,5          # seconds, complexities
 //! cargo run --release --example transcode_bench -- 300 5 in.aac     # another ADTS file
+//! cargo run --release --example transcode_bench -- 60 0,5 --cold    # caches flushed per frame
 //! ```
 //!
+//! Run hot, the transcoder keeps its code and tables in the caches from one frame to the next,
+//! which a relay never does: `--cold` flushes the caches before every frame and gives the figure
+//! that matches what the transcoder costs inside a publishing relay.
+//!
 //! CPU time is the thread's own (`/proc/thread-self/schedstat`), so other load on the machine
-//! does not inflate it; elsewhere it falls back to wall time. Results and the machine they came
+//! does not inflate it; elsewhere it falls back to wall time. With `--cold` each frame is timed
+//! on the wall clock (reading /proc per frame would cost more than a frame), so run it on an
+//! idle machine. Results and the machine they came
 //! from are recorded in docs/BENCHMARKS.md.
 
 #![allow(clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used)]
@@ -59,8 +66,45 @@ fn frames_for(audio: &[Bytes], config: &AudioConfig, seconds: u32) -> Vec<(Bytes
         .collect()
 }
 
+/// `--cold`: bytes written between two frames, more than the L2 and L3 caches of the machines we
+/// measure on (1 MiB and 8 MiB), so each frame starts with none of the decoder's or encoder's
+/// code and state cached — as in a relay, where each 21 ms audio frame follows video, other
+/// cameras and other processes.
+const EVICT_BYTES: usize = 32 << 20;
+
+/// Runs `work` on every frame and returns the CPU time it took. With `evict`, the caches are
+/// flushed before each frame (by writing a line of every 64 bytes of it) and each frame is timed
+/// on the wall clock alone, so the flushing is not counted.
+fn time_frames(
+    input: &[(Bytes, u32)],
+    evict: Option<&mut [u8]>,
+    mut work: impl FnMut(&Bytes, u32),
+) -> Duration {
+    let Some(evict) = evict else {
+        return measure(|| {
+            for (frame, ts) in input {
+                work(frame, *ts);
+            }
+        });
+    };
+    let mut total = Duration::ZERO;
+    for (frame, ts) in input {
+        for line in evict.chunks_mut(64) {
+            line[0] = line[0].wrapping_add(1);
+        }
+        std::hint::black_box(&mut *evict);
+        let started = Instant::now();
+        work(frame, *ts);
+        total += started.elapsed();
+    }
+    total
+}
+
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let cold = args.iter().any(|a| a == "--cold");
+    args.retain(|a| a != "--cold");
+    let mut evict = cold.then(|| vec![0u8; EVICT_BYTES]);
     let seconds: u32 = args.first().map_or(300, |s| s.parse().unwrap());
     let complexities: Vec<i32> = args.get(1).map_or_else(
         || (0..=10).collect(),
@@ -99,11 +143,9 @@ fn main() {
         .for_codec(CODEC_ID_AAC)
         .with_extra_data(config.specific_config.to_vec().into_boxed_slice());
     let mut decoder = AacDecoder::try_new(&params, &AudioDecoderOptions::default()).unwrap();
-    let decode = measure(|| {
-        for (frame, _) in &input {
-            let packet = PacketRef::new(0, Timestamp::from(0i64), 1024u64.into(), frame);
-            std::hint::black_box(decoder.decode_ref(&packet).unwrap().frames());
-        }
+    let decode = time_frames(&input, evict.as_deref_mut(), |frame, _| {
+        let packet = PacketRef::new(0, Timestamp::from(0i64), 1024u64.into(), frame);
+        std::hint::black_box(decoder.decode_ref(&packet).unwrap().frames());
     });
     println!();
     println!(
@@ -120,13 +162,11 @@ fn main() {
         let mut transcoder = AacToOpus::with_complexity(&config, complexity).unwrap();
         let mut out: Vec<OpusPacket> = Vec::with_capacity(4);
         let (mut packets, mut bytes) = (0u64, 0u64);
-        let cpu = measure(|| {
-            for (frame, ts) in &input {
-                out.clear();
-                transcoder.push(frame, *ts, &mut out).unwrap();
-                packets += out.len() as u64;
-                bytes += out.iter().map(|p| p.data.len() as u64).sum::<u64>();
-            }
+        let cpu = time_frames(&input, evict.as_deref_mut(), |frame, ts| {
+            out.clear();
+            transcoder.push(frame, ts, &mut out).unwrap();
+            packets += out.len() as u64;
+            bytes += out.iter().map(|p| p.data.len() as u64).sum::<u64>();
         });
         let marker = if complexity == OPUS_COMPLEXITY {
             " (default)"
