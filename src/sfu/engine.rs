@@ -209,11 +209,19 @@ pub struct Engine {
     stats: EngineStats,
     /// The session each source address last turned out to belong to.
     routes: HashMap<SocketAddr, String>,
+    /// Who pulls what: publishing session → track name → the sessions that pulled it, so
+    /// forwarding a frame visits its pullers, not every session. A session is listed from its
+    /// pull's offer until it or the publisher is dropped; a closed pull stays listed (forwarding
+    /// checks each pull's own state), and pulling the same track again does not list it twice.
+    pullers: HashMap<String, HashMap<String, Vec<String>>>,
     /// When every session is polled next ([`SWEEP_INTERVAL`]); `None`: at the next poll.
     next_sweep: Option<Instant>,
     /// Sessions polled, for tests of what a datagram costs.
     #[cfg(test)]
     polled: u64,
+    /// Sessions looked at to forward media, for tests of what a frame costs.
+    #[cfg(test)]
+    forward_visits: u64,
 }
 
 /// A forwarding step gathered while polling one peer and applied to others after.
@@ -240,9 +248,12 @@ impl Engine {
             gone: std::collections::VecDeque::new(),
             stats: EngineStats::default(),
             routes: HashMap::new(),
+            pullers: HashMap::new(),
             next_sweep: None,
             #[cfg(test)]
             polled: 0,
+            #[cfg(test)]
+            forward_visits: 0,
         }
     }
 
@@ -451,6 +462,10 @@ impl Engine {
                 error: None,
             });
         }
+        let sources: Vec<(String, String)> = added
+            .iter()
+            .map(|t| (t.source_session.clone(), t.track_name.clone()))
+            .collect();
         let offer = api.apply();
         let description = match offer {
             Some((offer, pending)) => {
@@ -460,6 +475,19 @@ impl Engine {
             }
             None => None,
         };
+        if description.is_some() {
+            for (from, name) in sources {
+                let pulling = self
+                    .pullers
+                    .entry(from)
+                    .or_default()
+                    .entry(name)
+                    .or_default();
+                if !pulling.iter().any(|id| id == session) {
+                    pulling.push(session.to_owned());
+                }
+            }
+        }
         Ok(TracksOutcome {
             tracks: results,
             requires_immediate_renegotiation: description.is_some(),
@@ -584,6 +612,13 @@ impl Engine {
         let found = self.peers.remove(session).is_some();
         if found {
             self.routes.retain(|_, id| id != session);
+            self.pullers.remove(session);
+            for tracks in self.pullers.values_mut() {
+                tracks.retain(|_, pulling| {
+                    pulling.retain(|id| id != session);
+                    !pulling.is_empty()
+                });
+            }
             self.stats.sessions_dropped += 1;
             if self.gone.len() == GONE_MEMORY {
                 self.gone.pop_front();
@@ -761,9 +796,19 @@ impl Engine {
         else {
             return;
         };
+        let Some(pulling) = self.pullers.get(from).and_then(|tracks| tracks.get(&name)) else {
+            return;
+        };
         let mut forwarded = 0;
         let keyframe = data.is_keyframe();
-        for peer in self.peers.values_mut() {
+        for id in pulling {
+            #[cfg(test)]
+            {
+                self.forward_visits += 1;
+            }
+            let Some(peer) = self.peers.get_mut(id) else {
+                continue;
+            };
             if !peer.connected {
                 continue;
             }
@@ -1265,6 +1310,71 @@ mod tests {
         // Dropping a session forgets its routes.
         assert!(e.drop_session(&publisher_id));
         assert!(e.routes.values().all(|id| *id != publisher_id));
+    }
+
+    #[test]
+    fn forwarding_visits_only_the_pulling_sessions_whose_list_follows_pulls_and_drops() {
+        let mut e = engine();
+        let mut now = Instant::now();
+        for _ in 0..30 {
+            e.new_session(now).unwrap();
+        }
+        let (mut publisher, publisher_id, video, mut viewer) =
+            publisher_and_viewer(&mut e, &mut now);
+        let pulling = |e: &Engine| -> Vec<String> {
+            e.pullers
+                .get(&publisher_id)
+                .and_then(|tracks| tracks.get("cam-video"))
+                .cloned()
+                .unwrap_or_default()
+        };
+        let [viewer_id] = <[String; 1]>::try_from(pulling(&e)).unwrap();
+
+        // A frame looks at its one puller, not at all 32 sessions.
+        exchange(&mut e, &mut [&mut publisher, &mut viewer], now);
+        let visits = e.forward_visits;
+        publisher.write_keyframe(video, now);
+        publisher.send(&mut e, now);
+        let mut out = Vec::new();
+        e.poll(now, &mut out);
+        assert_eq!(e.stats().frames_forwarded, 1);
+        assert_eq!(e.forward_visits - visits, 1);
+
+        // Closed and pulled again, the viewer is listed once and still gets the track.
+        let mid = e.state(&viewer_id).unwrap()[0].mid.clone();
+        assert!(
+            e.close(&viewer_id, &[mid], None).unwrap().tracks[0]
+                .error
+                .is_none()
+        );
+        let pulled = e
+            .pull(
+                &viewer_id,
+                &[(publisher_id.clone(), "cam-video".to_owned())],
+            )
+            .unwrap();
+        let Some((SdpKind::Offer, offer)) = pulled.description else {
+            panic!("no offer: {pulled:?}");
+        };
+        let answer = viewer
+            .rtc
+            .sdp_api()
+            .accept_offer(SdpOffer::from_sdp_string(&offer).unwrap())
+            .unwrap();
+        e.answer(now, &viewer_id, &answer.to_sdp_string()).unwrap();
+        assert_eq!(pulling(&e), [viewer_id.clone()]);
+        now += Duration::from_millis(5);
+        exchange(&mut e, &mut [&mut publisher, &mut viewer], now);
+        publisher.write_keyframe(video, now);
+        publisher.send(&mut e, now);
+        e.poll(now, &mut out);
+        assert_eq!(e.stats().frames_forwarded, 2);
+
+        // Dropped sessions leave the lists: the viewer its entry, the publisher its tracks.
+        assert!(e.drop_session(&viewer_id));
+        assert!(pulling(&e).is_empty());
+        assert!(e.drop_session(&publisher_id));
+        assert!(!e.pullers.contains_key(&publisher_id));
     }
 
     #[test]
