@@ -12,7 +12,12 @@
 //! ```text
 //! cargo run --release --example publish_bench                  # 1, 10, 50 cameras
 //! cargo run --release --example publish_bench -- 1 10 --seconds 30
+//! cargo run --release --example publish_bench -- 1 --repeat 5       # median of five pairs
 //! ```
+//!
+//! A single pair moves by a few tenths of a point between runs on a shared 2-core VM (the
+//! camera, the relay and the SFU share it); `--repeat N` alternates N ingest-only and N
+//! publishing runs per level and also prints the median and range.
 //!
 //! Needs ffmpeg (the fixture is generated into `target/bench-fixtures/` on first use). Results
 //! and the machine are recorded in docs/BENCHMARKS.md.
@@ -197,14 +202,108 @@ async fn measure(
     })
 }
 
-fn parse_args() -> Result<(Vec<usize>, Duration)> {
+/// One ingest-only run and one publishing run of the same cameras, per camera.
+struct Pair {
+    cpu: f64,
+    ingest_cpu: f64,
+    publish_cpu: f64,
+    publish_sys: f64,
+    rss_kib: u64,
+    ingest_rss_kib: u64,
+    publish_mib: f64,
+    publish_private_mib: f64,
+    sfu_cpu: Option<f64>,
+}
+
+impl Pair {
+    #[allow(clippy::cast_precision_loss)]
+    fn new(n: usize, base: &Usage, with: &Usage, window: Duration) -> Self {
+        let secs = window.as_secs_f64();
+        let per = |v: f64| v / secs / n as f64 * 100.0;
+        let mem = |kib: u64| kib as f64 / 1024.0 / n as f64;
+        Self {
+            cpu: per(with.cpu),
+            ingest_cpu: per(base.cpu),
+            publish_cpu: per(with.cpu - base.cpu),
+            publish_sys: per(with.sys - base.sys),
+            rss_kib: with.rss_kib,
+            ingest_rss_kib: base.rss_kib,
+            publish_mib: mem(with.rss_kib.saturating_sub(base.rss_kib)),
+            publish_private_mib: mem(with.anon_kib.saturating_sub(base.anon_kib)),
+            sfu_cpu: with.sfu_cpu.map(per),
+        }
+    }
+
+    #[allow(clippy::cast_precision_loss)]
+    fn print(&self, n: usize, label: &str) {
+        println!(
+            "{n:>3} cameras{label}: relay {:.2}% of a core per camera ({:.2}% ingest only, {:.2}% \
+             publishing, of which {:.2}% in the kernel); RSS {:.1} MiB ({:.1} ingest only): {:.2} \
+             MiB per published camera above ingest, of it private {:.2} MiB",
+            self.cpu,
+            self.ingest_cpu,
+            self.publish_cpu,
+            self.publish_sys,
+            self.rss_kib as f64 / 1024.0,
+            self.ingest_rss_kib as f64 / 1024.0,
+            self.publish_mib,
+            self.publish_private_mib,
+        );
+        if let Some(sfu) = self.sfu_cpu {
+            println!(
+                "{n:>3} cameras{label}: the embedded SFU receiving them (a process of its own, no \
+                 viewers): {sfu:.2}% of a core per camera"
+            );
+        }
+    }
+
+    fn json(&self, n: usize) -> Value {
+        json!({
+            "cameras": n,
+            "cpu_pct_per_camera": self.cpu,
+            "ingest_cpu_pct_per_camera": self.ingest_cpu,
+            "publish_cpu_pct_per_camera": self.publish_cpu,
+            "publish_kernel_cpu_pct_per_camera": self.publish_sys,
+            "rss_kib": self.rss_kib,
+            "ingest_rss_kib": self.ingest_rss_kib,
+            "publish_mib_per_camera": self.publish_mib,
+            "publish_private_mib_per_camera": self.publish_private_mib,
+            "sfu_cpu_pct_per_camera": self.sfu_cpu,
+        })
+    }
+}
+
+/// The median of `values` (the mean of the middle two for an even count).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    match values.len() {
+        0 => f64::NAN,
+        len if len % 2 == 1 => values[mid],
+        _ => f64::midpoint(values[mid - 1], values[mid]),
+    }
+}
+
+struct Args {
+    levels: Vec<usize>,
+    window: Duration,
+    repeat: usize,
+}
+
+fn parse_args() -> Result<Args> {
     let mut levels = Vec::new();
     let mut window = DEFAULT_WINDOW;
+    let mut repeat = 1;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         if arg == "--seconds" {
             let s: u64 = args.next().context("--seconds N")?.parse()?;
             window = Duration::from_secs(s);
+        } else if arg == "--repeat" {
+            repeat = args.next().context("--repeat N")?.parse()?;
+            if repeat == 0 {
+                bail!("--repeat must be at least 1");
+            }
         } else {
             levels.push(arg.parse().with_context(|| format!("not a count: {arg}"))?);
         }
@@ -212,12 +311,20 @@ fn parse_args() -> Result<(Vec<usize>, Duration)> {
     if levels.is_empty() {
         levels = DEFAULT_LEVELS.to_vec();
     }
-    Ok((levels, window))
+    Ok(Args {
+        levels,
+        window,
+        repeat,
+    })
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let (levels, window) = parse_args()?;
+    let Args {
+        levels,
+        window,
+        repeat,
+    } = parse_args()?;
     build_relay()?;
     let (video, audio) = fixture_files()?;
     let fixture = Arc::new(Fixture::parse(&video, &audio, FPS, AUDIO_FRAMES));
@@ -244,47 +351,52 @@ async fn main() -> Result<()> {
             .map(|(i, p)| format!("c{i}={}", camera.url(p)))
             .collect::<Vec<_>>()
             .join(";");
-        let base = measure(&cameras, n, false, window, ticks).await?;
-        let with = measure(&cameras, n, true, window, ticks).await?;
-        let (base_cpu, base_rss, cpu, rss) = (base.cpu, base.rss_kib, with.cpu, with.rss_kib);
-        let publish_sys = with.sys - base.sys;
-        let secs = window.as_secs_f64();
-        #[allow(clippy::cast_precision_loss)]
-        let per = |v: f64| v / secs / n as f64 * 100.0;
-        #[allow(clippy::cast_precision_loss)]
-        let mem = |kib: u64| kib as f64 / 1024.0 / n as f64;
-        println!(
-            "{n:>3} cameras: relay {:.2}% of a core per camera ({:.2}% ingest only, {:.2}% publishing, \
-             of which {:.2}% in the kernel); RSS {:.1} MiB ({:.1} ingest only): {:.2} MiB per \
-             published camera above ingest, of it private {:.2} MiB",
-            per(cpu),
-            per(base_cpu),
-            per(cpu - base_cpu),
-            per(publish_sys),
-            rss as f64 / 1024.0,
-            base_rss as f64 / 1024.0,
-            mem(rss.saturating_sub(base_rss)),
-            mem(with.anon_kib.saturating_sub(base.anon_kib)),
-        );
-        let sfu_per_camera = with.sfu_cpu.map(per);
-        if let Some(sfu) = sfu_per_camera {
-            println!(
-                "{n:>3} cameras: the embedded SFU receiving them (a process of its own, no \
-                 viewers): {sfu:.2}% of a core per camera"
-            );
+        // Ingest-only and publishing runs alternate, so slow drifts in the machine's load
+        // fall on both alike.
+        let mut pairs = Vec::with_capacity(repeat);
+        for run in 1..=repeat {
+            let base = measure(&cameras, n, false, window, ticks).await?;
+            let with = measure(&cameras, n, true, window, ticks).await?;
+            let pair = Pair::new(n, &base, &with, window);
+            let label = if repeat > 1 {
+                format!(" (run {run} of {repeat})")
+            } else {
+                String::new()
+            };
+            pair.print(n, &label);
+            pairs.push(pair);
         }
-        results.push(json!({
+        let mut level = json!({
             "cameras": n,
-            "cpu_pct_per_camera": per(cpu),
-            "ingest_cpu_pct_per_camera": per(base_cpu),
-            "publish_cpu_pct_per_camera": per(cpu - base_cpu),
-            "publish_kernel_cpu_pct_per_camera": per(publish_sys),
-            "rss_kib": rss,
-            "ingest_rss_kib": base_rss,
-            "publish_mib_per_camera": mem(rss.saturating_sub(base_rss)),
-            "publish_private_mib_per_camera": mem(with.anon_kib.saturating_sub(base.anon_kib)),
-            "sfu_cpu_pct_per_camera": sfu_per_camera,
-        }));
+            "runs": pairs.iter().map(|p| p.json(n)).collect::<Vec<_>>(),
+        });
+        if repeat > 1 {
+            let of = |f: fn(&Pair) -> f64| {
+                let values: Vec<f64> = pairs.iter().map(f).collect();
+                let (low, high) = values
+                    .iter()
+                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
+                        (l.min(*v), h.max(*v))
+                    });
+                (median(values), low, high)
+            };
+            let (publish, low, high) = of(|p| p.publish_cpu);
+            let (sys, _, _) = of(|p| p.publish_sys);
+            let (mib, mib_low, mib_high) = of(|p| p.publish_mib);
+            let (private, _, _) = of(|p| p.publish_private_mib);
+            println!(
+                "{n:>3} cameras, median of {repeat}: publishing {publish:.2}% of a core per camera \
+                 ({low:.2}–{high:.2}), of which {sys:.2}% in the kernel; {mib:.2} MiB per camera \
+                 ({mib_low:.2}–{mib_high:.2}), of it private {private:.2} MiB"
+            );
+            level["median"] = json!({
+                "publish_cpu_pct_per_camera": publish,
+                "publish_kernel_cpu_pct_per_camera": sys,
+                "publish_mib_per_camera": mib,
+                "publish_private_mib_per_camera": private,
+            });
+        }
+        results.push(level);
     }
     println!("SUMMARY {}", json!({ "levels": results }));
     Ok(())
