@@ -1362,7 +1362,7 @@ mod tests {
             .accept_offer(SdpOffer::from_sdp_string(&offer).unwrap())
             .unwrap();
         e.answer(now, &viewer_id, &answer.to_sdp_string()).unwrap();
-        assert_eq!(pulling(&e), [viewer_id.clone()]);
+        assert_eq!(pulling(&e), std::slice::from_ref(&viewer_id));
         now += Duration::from_millis(5);
         exchange(&mut e, &mut [&mut publisher, &mut viewer], now);
         publisher.write_keyframe(video, now);
