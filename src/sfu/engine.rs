@@ -1150,8 +1150,14 @@ mod tests {
             sent
         }
 
-        /// Writes one H.264 keyframe on `mid`.
-        fn write_keyframe(&mut self, mid: Mid, now: Instant) {
+        /// Writes one H.264 keyframe on `mid`, hands its packets to the engine, and polls the
+        /// engine once: what the engine sent in that poll.
+        fn publish_keyframe(
+            &mut self,
+            e: &mut Engine,
+            mid: Mid,
+            now: Instant,
+        ) -> Vec<(SocketAddr, Vec<u8>)> {
             let writer = self.rtc.writer(mid).unwrap();
             let pt = writer
                 .payload_params()
@@ -1166,6 +1172,10 @@ mod tests {
                     keyframe(),
                 )
                 .unwrap();
+            self.send(e, now);
+            let mut out = Vec::new();
+            e.poll(now, &mut out);
+            out
         }
     }
 
@@ -1286,10 +1296,7 @@ mod tests {
         // same call.
         exchange(&mut e, &mut [&mut publisher, &mut viewer], now);
         let polled_before = e.polled;
-        publisher.write_keyframe(video, now);
-        publisher.send(&mut e, now);
-        let mut out = Vec::new();
-        e.poll(now, &mut out);
+        let out = publisher.publish_keyframe(&mut e, video, now);
         assert_eq!(e.stats().frames_forwarded, 1);
         assert!(
             out.iter().any(|(to, _)| *to == viewer.addr),
@@ -1333,10 +1340,7 @@ mod tests {
         // A frame looks at its one puller, not at all 32 sessions.
         exchange(&mut e, &mut [&mut publisher, &mut viewer], now);
         let visits = e.forward_visits;
-        publisher.write_keyframe(video, now);
-        publisher.send(&mut e, now);
-        let mut out = Vec::new();
-        e.poll(now, &mut out);
+        publisher.publish_keyframe(&mut e, video, now);
         assert_eq!(e.stats().frames_forwarded, 1);
         assert_eq!(e.forward_visits - visits, 1);
 
@@ -1365,9 +1369,7 @@ mod tests {
         assert_eq!(pulling(&e), std::slice::from_ref(&viewer_id));
         now += Duration::from_millis(5);
         exchange(&mut e, &mut [&mut publisher, &mut viewer], now);
-        publisher.write_keyframe(video, now);
-        publisher.send(&mut e, now);
-        e.poll(now, &mut out);
+        publisher.publish_keyframe(&mut e, video, now);
         assert_eq!(e.stats().frames_forwarded, 2);
 
         // Dropped sessions leave the lists: the viewer its entry, the publisher its tracks.
@@ -1421,9 +1423,7 @@ mod tests {
         exchange(&mut e, &mut [&mut publisher, &mut viewer], now);
         assert_eq!(e.stats().connected, 2, "{:?}", e.stats());
         let forwarded = e.stats().frames_forwarded;
-        publisher.write_keyframe(video, now);
-        publisher.send(&mut e, now);
-        e.poll(now, &mut out);
+        let out = publisher.publish_keyframe(&mut e, video, now);
         assert_eq!(e.stats().frames_forwarded, forwarded + 1);
         assert!(out.iter().any(|(to, _)| *to == viewer.addr));
     }
